@@ -1,0 +1,367 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+)
+
+// step is one action of a reconcile pass, run without the lock.
+type step func(ctx context.Context) error
+
+func again(context.Context) error { return nil }
+
+// reconcile moves a cluster step by step from its status towards its
+// target until nothing is left to do. A failing step is retried by the
+// caller with backoff.
+func (b *Backend) reconcile(ctx context.Context, name string) error {
+	for {
+		s := b.nextStep(name)
+		if s == nil {
+			return nil
+		}
+		if err := s(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// nextStep decides what to do next under the lock; it returns nil when the
+// cluster is where it should be.
+func (b *Backend) nextStep(name string) step {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.clusters[name]
+	if r == nil || r.Status >= jobStopped {
+		return nil
+	}
+	switch {
+	case r.Target == jobRunning && r.Status == jobCreated:
+		return b.launchScheduler(r)
+	case r.Target == jobRunning && r.Status == jobSubmitted:
+		if r.SchedulerAddress == "" {
+			return nil // the first heartbeat will queue us again
+		}
+		r.Status = jobRunning
+		b.persist(r)
+		b.notify()
+		if b.cfg.OnRunning != nil {
+			b.cfg.OnRunning(time.Since(time.UnixMilli(r.StartTime)))
+		}
+		b.log.Info("cluster running", "cluster", r.Name, "scheduler", r.SchedulerAddress)
+		return again
+	case r.Target == jobRunning && r.Status == jobRunning:
+		return b.runningStep(r)
+	case r.Status < jobClosing:
+		for _, w := range r.Workers {
+			if w.Target == jobRunning {
+				w.Target = jobStopped
+			}
+		}
+		r.Status = jobClosing
+		b.persist(r)
+		b.notify()
+		return again
+	default: // closing
+		return b.closeStep(r)
+	}
+}
+
+// runningStep adds routes, enforces the failure limit, creates workers up
+// to the wanted count and launches or stops workers as their targets say.
+func (b *Backend) runningStep(r *record) step {
+	if !r.routed && b.cfg.Routes != nil {
+		b.cfg.Routes.SetCluster(r.Name, r.SchedulerAddress, r.DashboardAddress)
+		r.routed = true
+	}
+	if r.FailureCount >= b.cfg.WorkerStartFailureLimit {
+		b.setTarget(r, true, fmt.Sprintf("%d consecutive worker start failures", r.FailureCount))
+		return again
+	}
+	for range r.Count - r.activeWorkers() {
+		n := cluster.NewName()
+		r.Workers[n] = &worker{Name: n, Status: jobCreated, Target: jobRunning, StartTime: time.Now().UnixMilli()}
+	}
+	var launch, stop []*worker
+	for _, w := range r.Workers {
+		switch {
+		case w.Status == jobCreated && w.Target == jobRunning:
+			launch = append(launch, w)
+		case w.Target >= jobStopped && w.Status < jobStopped:
+			stop = append(stop, w)
+		}
+	}
+	if len(launch) == 0 && len(stop) == 0 {
+		return nil
+	}
+	b.persist(r)
+	spec := b.workerSpecs(r, launch)
+	return func(ctx context.Context) error {
+		b.launchWorkers(r.Name, spec)
+		b.stopWorkers(ctx, r.Name, stop)
+		return nil
+	}
+}
+
+// closeStep stops every worker, then the scheduler, removes the workdir
+// and routes, and finishes the cluster.
+func (b *Backend) closeStep(r *record) step {
+	var ws []*worker
+	for _, w := range r.Workers {
+		if w.Status < jobStopped {
+			ws = append(ws, w)
+		}
+	}
+	name, pid, workdir := r.Name, r.PID, r.Workdir
+	return func(ctx context.Context) error {
+		b.stopWorkers(ctx, name, ws)
+		if pid > 0 {
+			if err := b.procs.stop(ctx, pid, name, b.cfg.StopTimeouts); err != nil {
+				b.log.Warn("stop scheduler", "cluster", name, "pid", pid, "err", err)
+			}
+		}
+		if workdir != "" {
+			if err := os.RemoveAll(workdir); err != nil {
+				b.log.Warn("remove workdir", "cluster", name, "err", err)
+			}
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.cfg.Routes != nil {
+			b.cfg.Routes.RemoveCluster(name)
+		}
+		r.routed = false
+		r.Status, r.StopTime = r.Target, time.Now().UnixMilli()
+		clear(r.Workers)
+		b.persist(r)
+		b.notify()
+		b.log.Info("cluster finished", "cluster", name, "status", r.publicStatus(), "reason", r.Reason)
+		return nil
+	}
+}
+
+// stopWorkers signals the given workers in parallel and records them as
+// finished (dropping their records: nothing refers to them any more).
+func (b *Backend) stopWorkers(ctx context.Context, name string, ws []*worker) {
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		b.mu.RLock()
+		pid, launched := w.PID, w.Status > jobCreated
+		b.mu.RUnlock()
+		if launched && pid > 0 {
+			wg.Go(func() {
+				if err := b.procs.stop(ctx, pid, name, b.cfg.StopTimeouts); err != nil {
+					b.log.Warn("stop worker", "cluster", name, "worker", w.Name, "err", err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.clusters[name]
+	if r == nil {
+		return
+	}
+	for _, w := range ws {
+		delete(r.Workers, w.Name)
+	}
+	b.persist(r)
+}
+
+// launchScheduler writes the workdir and TLS files and starts the
+// scheduler; the caller holds b.mu.
+func (b *Backend) launchScheduler(r *record) step {
+	workdir := filepath.Join(b.cfg.Dir, r.Name)
+	r.Workdir = workdir
+	b.persist(r)
+	argv := append(append([]string{}, r.Config.SchedulerCmd...),
+		"--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
+		"--dashboard-address", "127.0.0.1:0",
+		"--preload", "dask_gateway.scheduler_preload",
+		"--dg-api-address", "127.0.0.1:0",
+		"--dg-heartbeat-period", seconds(b.cfg.HeartbeatPeriod),
+		"--dg-adaptive-period", seconds(time.Duration(r.Config.AdaptivePeriod)),
+		"--dg-idle-timeout", seconds(time.Duration(r.Config.IdleTimeout)),
+	)
+	spec := procSpec{argv: argv, env: b.env(r, "SCHEDULER"), dir: workdir,
+		logFile: filepath.Join(workdir, "logs", "scheduler.log")}
+	name, cert, key := r.Name, r.TLSCert, r.TLSKey
+	spec.onExit = func(pid int, err error) { b.onSchedulerExit(name, pid, err) }
+	return func(ctx context.Context) error {
+		err := writeWorkdir(workdir, cert, key)
+		// Start under the lock so the exit callback sees the recorded pid.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		pid := 0
+		if err == nil {
+			pid, err = b.procs.start(spec)
+		}
+		r.Status, r.PID = jobSubmitted, pid
+		if err != nil {
+			b.setTarget(r, true, "scheduler launch failed: "+err.Error())
+			b.log.ErrorContext(ctx, "launch scheduler", "cluster", name, "err", err)
+			return nil
+		}
+		b.persist(r)
+		return nil
+	}
+}
+
+func writeWorkdir(workdir, cert, key string) error {
+	for _, d := range []string{workdir, filepath.Join(workdir, ".certs"), filepath.Join(workdir, "logs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	for file, data := range map[string]string{"dask.crt": cert, "dask.pem": key} {
+		f, err := os.OpenFile(filepath.Join(workdir, ".certs", file), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if os.IsExist(err) {
+			continue // a retried launch
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+		_, err = f.WriteString(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", file, err)
+		}
+	}
+	return nil
+}
+
+type workerLaunch struct {
+	w    *worker
+	spec procSpec
+}
+
+// workerSpecs builds the argv and env of each worker; the caller holds b.mu.
+func (b *Backend) workerSpecs(r *record, ws []*worker) []workerLaunch {
+	out := make([]workerLaunch, 0, len(ws))
+	env := b.env(r, "WORKER")
+	for _, w := range ws {
+		argv := append(append([]string{}, r.Config.WorkerCmd...),
+			r.SchedulerAddress,
+			"--dashboard-address", "127.0.0.1:0",
+			"--name", w.Name,
+			"--nthreads", strconv.Itoa(r.Config.Threads()),
+			"--memory-limit", strconv.FormatInt(int64(r.Config.WorkerMemory), 10),
+		)
+		out = append(out, workerLaunch{w: w, spec: procSpec{argv: argv, env: env, dir: r.Workdir,
+			logFile: filepath.Join(r.Workdir, "logs", "worker-"+w.Name+".log")}})
+	}
+	return out
+}
+
+// launchWorkers starts workers under the lock, so their exit callbacks
+// see the recorded pids.
+func (b *Backend) launchWorkers(name string, ls []workerLaunch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.clusters[name]
+	if r == nil {
+		return
+	}
+	for _, l := range ls {
+		if l.w.Target != jobRunning {
+			continue // stopped while we were getting here
+		}
+		l.spec.onExit = func(_ int, err error) { b.onWorkerExit(name, l.w.Name, err) }
+		pid, err := b.procs.start(l.spec)
+		l.w.Status, l.w.PID = jobSubmitted, pid
+		if err != nil {
+			l.w.Target = jobFailed
+			r.FailureCount++
+			b.log.Warn("launch worker", "cluster", name, "worker", l.w.Name, "err", err)
+		}
+	}
+	b.persist(r)
+}
+
+// env is the exact environment of a cluster process; role is SCHEDULER or
+// WORKER. Later entries win.
+func (b *Backend) env(r *record, role string) []string {
+	certs := filepath.Join(r.Workdir, ".certs")
+	vals := map[string]string{}
+	var order []string
+	set := func(k, v string) {
+		if _, ok := vals[k]; !ok {
+			order = append(order, k)
+		}
+		vals[k] = v
+	}
+	for k, v := range r.Config.Environment {
+		set(k, v)
+	}
+	set("DASK_GATEWAY_API_URL", b.cfg.APIURL)
+	set("DASK_GATEWAY_API_TOKEN", r.Token)
+	set("DASK_GATEWAY_CLUSTER_NAME", r.Name)
+	set("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION", "True")
+	for _, k := range b.cfg.InheritedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			set(k, v)
+		}
+	}
+	set("USER", r.Username)
+	set("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", filepath.Join(certs, "dask.crt"))
+	set("DASK_DISTRIBUTED__COMM__TLS__"+role+"__KEY", filepath.Join(certs, "dask.pem"))
+	set("DASK_DISTRIBUTED__COMM__TLS__"+role+"__CERT", filepath.Join(certs, "dask.crt"))
+	out := make([]string, len(order))
+	for i, k := range order {
+		out[i] = k + "=" + vals[k]
+	}
+	return out
+}
+
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
+
+// onSchedulerExit fails a cluster whose scheduler exits while it should run.
+func (b *Backend) onSchedulerExit(name string, pid int, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.clusters[name]
+	if r == nil || r.PID != pid || r.Target != jobRunning {
+		return
+	}
+	b.setTarget(r, true, fmt.Sprintf("scheduler exited unexpectedly (%v)", err))
+}
+
+// onWorkerExit handles a worker process that exited on its own: expected
+// (retired) workers are done, others are failed and replaced; one that
+// never connected counts towards the failure limit.
+func (b *Backend) onWorkerExit(name, wname string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.clusters[name]
+	if r == nil || r.Target != jobRunning {
+		return
+	}
+	w := r.Workers[wname]
+	if w == nil || w.Target != jobRunning {
+		return
+	}
+	switch {
+	case w.CloseExpected:
+		w.Target = jobStopped
+	case w.Status == jobSubmitted:
+		w.Target = jobFailed
+		r.FailureCount++
+		b.log.Warn("worker exited before connecting", "cluster", name, "worker", wname, "err", err)
+	default:
+		w.Target = jobFailed
+		b.log.Warn("worker exited unexpectedly", "cluster", name, "worker", wname, "err", err)
+	}
+	b.persist(r)
+	b.queue.add(name)
+}

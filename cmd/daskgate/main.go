@@ -1,0 +1,86 @@
+// Command daskgate is a drop-in replacement for dask-gateway-server.
+//
+//	daskgate serve [--config daskgate.yaml] [--address 127.0.0.1:8000] ...
+//	daskgate version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=...".
+var Version = "0.1.0"
+
+// apiVersion is what /api/version reports: the upstream release whose
+// API daskgate speaks, plus our own version as a local label.
+func apiVersion() string { return "2026.3.0+daskgate." + Version }
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "daskgate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: daskgate serve|version [flags]")
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(args[1:])
+	case "version":
+		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (want serve or version)", args[0])
+}
+
+func serveCmd(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file (default: none, built-in defaults)")
+	address := fs.String("address", "", "public listen address (overrides config)")
+	prefix := fs.String("prefix", "", "URL prefix such as /services/dask-gateway (overrides config)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides config)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides config)")
+	logFormat := fs.String("log-format", "", "text or json (overrides config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	for dst, v := range map[*string]string{&cfg.Address: *address, &cfg.Prefix: *prefix, &cfg.DataDir: *dataDir,
+		&cfg.Log.Level: *logLevel, &cfg.Log.Format: *logFormat} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	log := newLogger(cfg.Log.Level, cfg.Log.Format, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(level, format string, w io.Writer) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,253 @@
+// Package config loads daskgate's YAML configuration: defaults, then the
+// file, then DASKGATE_… environment variables, each key checked against
+// the schema so a typo is an error naming its path.
+//
+// Typical use:
+//
+//	cfg, err := config.Load("daskgate.yaml", os.Environ())
+//	cfg.Address = *addressFlag // flags win
+//	err = cfg.Validate()
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+	"github.com/daskgate/daskgate/options"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Address is the one public listener: API, dashboards and scheduler TLS.
+	Address string `json:"address"`
+	// Prefix is the URL prefix, e.g. "/services/dask-gateway"; "" for none.
+	Prefix string `json:"prefix"`
+	// DataDir holds the store, the generated encryption key and cluster workdirs.
+	DataDir string `json:"data_dir"`
+	// APIURL is what schedulers heartbeat to; "" means http://<address><prefix>/api.
+	APIURL string `json:"api_url"`
+	// ShutdownTimeout bounds a graceful shutdown.
+	ShutdownTimeout cluster.Duration `json:"shutdown_timeout"`
+	Log             Log              `json:"log"`
+	Auth            Auth             `json:"auth"`
+	Options         Options          `json:"options"`
+	// Cluster is the ClusterConfig every cluster starts from.
+	Cluster cluster.Config `json:"cluster"`
+	Backend Backend        `json:"backend"`
+	Proxy   Proxy          `json:"proxy"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `json:"level"`
+	// Format is text or json.
+	Format string `json:"format"`
+}
+
+// Auth configures user authentication.
+type Auth struct {
+	// Type is "simple" (HTTP Basic).
+	Type string `json:"type"`
+	// Password, if set, is required of every user (simple auth).
+	Password string `json:"password"`
+	// CacheMaxAge is how long a session cookie stays valid.
+	CacheMaxAge cluster.Duration `json:"cache_max_age"`
+}
+
+// Options declares the cluster option fields users see.
+type Options struct {
+	Fields []options.Field `json:"fields"`
+}
+
+// Backend configures where clusters run.
+type Backend struct {
+	// Type is "local" (processes on this machine).
+	Type string `json:"type"`
+	// ClustersDirectory holds per-cluster workdirs; "" means <data_dir>/clusters.
+	ClustersDirectory string `json:"clusters_directory"`
+	// InheritedEnvironment lists gateway variables copied to cluster processes.
+	InheritedEnvironment []string `json:"inherited_environment"`
+	// Timeouts and periods; see docs/configuration.md.
+	ClusterStartTimeout cluster.Duration `json:"cluster_start_timeout"`
+	WorkerStartTimeout  cluster.Duration `json:"worker_start_timeout"`
+	HeartbeatPeriod     cluster.Duration `json:"heartbeat_period"`
+	HeartbeatTimeout    cluster.Duration `json:"heartbeat_timeout"`
+	StatusPeriod        cluster.Duration `json:"status_period"`
+	// WorkerStartFailureLimit fails a cluster after this many consecutive worker failures.
+	WorkerStartFailureLimit int `json:"worker_start_failure_limit"`
+	// StopClustersOnShutdown fails running clusters when the gateway stops;
+	// false leaves them running for the next start to re-adopt.
+	StopClustersOnShutdown bool `json:"stop_clusters_on_shutdown"`
+	// ClusterMaxAge purges finished clusters after this long.
+	ClusterMaxAge cluster.Duration `json:"cluster_max_age"`
+	CleanupPeriod cluster.Duration `json:"cleanup_period"`
+	// SigintTimeout, SigtermTimeout, SigkillTimeout escalate process stops.
+	SigintTimeout  cluster.Duration `json:"sigint_timeout"`
+	SigtermTimeout cluster.Duration `json:"sigterm_timeout"`
+	SigkillTimeout cluster.Duration `json:"sigkill_timeout"`
+}
+
+// Proxy configures the built-in proxy.
+type Proxy struct {
+	// HelloTimeout bounds how long a new connection may take to send its
+	// first bytes (and a whole TLS ClientHello).
+	HelloTimeout cluster.Duration `json:"hello_timeout"`
+	// DialTimeout bounds dialing schedulers and dashboards.
+	DialTimeout cluster.Duration `json:"dial_timeout"`
+}
+
+func dur(d time.Duration) cluster.Duration { return cluster.Duration(d) }
+
+// Default is the configuration with no file: local processes, simple auth
+// without password, data under ./daskgate-data, one port 127.0.0.1:8000.
+func Default() Config {
+	return Config{
+		Address: "127.0.0.1:8000", DataDir: "./daskgate-data", ShutdownTimeout: dur(30 * time.Second),
+		Log:     Log{Level: "info", Format: "text"},
+		Auth:    Auth{Type: "simple", CacheMaxAge: dur(5 * time.Minute)},
+		Cluster: cluster.DefaultConfig(),
+		Backend: Backend{
+			Type:                 "local",
+			InheritedEnvironment: []string{"PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL"},
+			ClusterStartTimeout:  dur(60 * time.Second), WorkerStartTimeout: dur(60 * time.Second),
+			HeartbeatPeriod: dur(15 * time.Second), StatusPeriod: dur(30 * time.Second),
+			WorkerStartFailureLimit: 3, StopClustersOnShutdown: true,
+			ClusterMaxAge: dur(24 * time.Hour), CleanupPeriod: dur(10 * time.Minute),
+			SigintTimeout: dur(10 * time.Second), SigtermTimeout: dur(5 * time.Second), SigkillTimeout: dur(5 * time.Second),
+		},
+		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), DialTimeout: dur(10 * time.Second)},
+	}
+}
+
+// EnvPrefix starts every environment override: DASKGATE_AUTH__PASSWORD
+// sets auth.password ("__" separates levels; values are YAML scalars).
+const EnvPrefix = "DASKGATE_"
+
+// Load reads path (none if "") and env overrides on top of Default.
+func Load(path string, environ []string) (*Config, error) {
+	tree := map[string]any{}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &tree); err != nil {
+			return nil, fmt.Errorf("parse config %s: %w", path, err)
+		}
+		if tree == nil {
+			tree = map[string]any{}
+		}
+	}
+	if err := applyEnv(tree, environ); err != nil {
+		return nil, err
+	}
+	if err := checkKeys(tree, ""); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg := Default()
+	b, err := json.Marshal(tree)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, describeJSONError(err))
+	}
+	return &cfg, nil
+}
+
+func describeJSONError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("key %s: expected %s, got %s", te.Field, te.Type, te.Value)
+	}
+	return err
+}
+
+// applyEnv sets DASKGATE_A__B=v as tree[a][b] = yaml(v). Variables whose
+// first level is not a config key (DASKGATE_BIN, say) are not ours and
+// are left alone.
+func applyEnv(tree map[string]any, environ []string) error {
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(k, EnvPrefix)
+		if !ok || rest == "" {
+			continue
+		}
+		path := strings.Split(strings.ToLower(rest), "__")
+		if !topLevelKey(path[0]) {
+			continue
+		}
+		var val any
+		if err := yaml.Unmarshal([]byte(v), &val); err != nil {
+			val = v
+		}
+		if err := setPath(tree, path, val); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func setPath(tree map[string]any, path []string, val any) error {
+	for _, p := range path[:len(path)-1] {
+		next, ok := tree[p].(map[string]any)
+		if !ok {
+			if tree[p] != nil {
+				return fmt.Errorf("%s is not a mapping", p)
+			}
+			next = map[string]any{}
+			tree[p] = next
+		}
+		tree = next
+	}
+	tree[path[len(path)-1]] = val
+	return nil
+}
+
+// Validate checks values and reports every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Address); err != nil {
+		add(fmt.Errorf("address: %w", err))
+	}
+	c.Prefix = strings.TrimRight(c.Prefix, "/")
+	if c.Prefix != "" && !strings.HasPrefix(c.Prefix, "/") {
+		add(errors.New("prefix: must start with /"))
+	}
+	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
+	add(oneOf("log.format", c.Log.Format, "text", "json"))
+	add(oneOf("auth.type", c.Auth.Type, "simple"))
+	add(oneOf("backend.type", c.Backend.Type, "local"))
+	if c.DataDir == "" {
+		add(errors.New("data_dir: must not be empty"))
+	}
+	if _, err := options.New(c.Options.Fields); err != nil {
+		add(fmt.Errorf("options.%w", err))
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		add(fmt.Errorf("cluster: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func oneOf(key, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+}

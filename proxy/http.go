@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+type dashKey struct{}
+
+type dashTarget struct {
+	target *url.URL
+	rest   string
+	base   string // public path of the dashboard root, for Location rewrites
+}
+
+func (p *Proxy) dashboardProxy() http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(dashKey{}).(dashTarget)
+			pr.Out.URL.Path, pr.Out.URL.RawPath = t.rest, ""
+			pr.SetURL(t.target)
+			pr.SetXForwarded()
+		},
+		Transport:     &http.Transport{DialContext: p.cfg.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
+		FlushInterval: 100 * time.Millisecond,
+		ModifyResponse: func(resp *http.Response) error {
+			t := resp.Request.Context().Value(dashKey{}).(dashTarget)
+			if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
+				resp.Header.Set("Location", t.base+loc)
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			p.log.Warn("dashboard proxy", "path", r.URL.Path, "err", err)
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, `{"error": "dashboard unreachable"}`)
+		},
+	}
+}
+
+func (p *Proxy) serveDashboard(w http.ResponseWriter, r *http.Request, name, target, rest string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		http.Error(w, "bad dashboard address", http.StatusBadGateway)
+		return
+	}
+	t := dashTarget{target: u, rest: rest, base: p.cfg.Prefix + "/clusters/" + name}
+	p.dash.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), dashKey{}, t)))
+}
+
+// connListener is a net.Listener fed with connections classified as HTTP.
+type connListener struct {
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// replayConn serves the peeked bytes before the rest of the connection.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }

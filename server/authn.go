@@ -1,0 +1,55 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/daskgate/daskgate/auth"
+	"github.com/daskgate/daskgate/cluster"
+)
+
+type userKey struct{}
+
+// userHandler is a handler that needs an authenticated user.
+type userHandler func(w http.ResponseWriter, r *http.Request, u *cluster.User) error
+
+// withUser authenticates with the session cookie, else the configured
+// scheme (issuing a cookie on success). No credentials is a 401 with the
+// scheme's challenge, which makes the client send them.
+func (s *Server) withUser(h userHandler) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		u, err := s.authenticate(w, r)
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)), u)
+	}
+}
+
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*cluster.User, error) {
+	if u := s.cfg.Sessions.Lookup(r); u != nil {
+		return u, nil
+	}
+	u, err := s.cfg.Auth.Authenticate(r)
+	if errors.Is(err, auth.ErrUnauthorized) {
+		return nil, &httpError{Code: http.StatusUnauthorized, Msg: "Authentication required",
+			Header: http.Header{"Www-Authenticate": {s.cfg.Auth.Scheme()}}}
+	}
+	var he *httpError
+	if errors.As(err, &he) {
+		return nil, he
+	}
+	if err != nil {
+		return nil, &httpError{Code: http.StatusBadGateway, Msg: "Failure verifying user credentials", Err: err}
+	}
+	s.cfg.Sessions.Issue(w, u)
+	return u, nil
+}
+
+// clusterToken reports whether the request carries "Authorization: token
+// <t>" matching the cluster's own token (compared in constant time).
+func clusterToken(r *http.Request, c *cluster.Cluster) bool {
+	kind, tok, ok := auth.SplitAuthorization(r)
+	return ok && kind == "token" && c != nil && auth.TokenEqual(tok, string(c.Token))
+}

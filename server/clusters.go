@@ -1,0 +1,283 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/daskgate/daskgate/cluster"
+	"github.com/julienschmidt/httprouter"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// clusterJSON is the cluster object the client parses; it must have
+// exactly these keys.
+type clusterJSON struct {
+	Name           string          `json:"name"`
+	DashboardRoute *string         `json:"dashboard_route"`
+	Status         cluster.Status  `json:"status"`
+	StartTime      int64           `json:"start_time"`
+	StopTime       *int64          `json:"stop_time"`
+	Options        json.RawMessage `json:"options"`
+	TLSCert        *string         `json:"tls_cert"`
+	TLSKey         *string         `json:"tls_key"`
+}
+
+func toJSON(c *cluster.Cluster) clusterJSON {
+	out := clusterJSON{Name: c.Name, Status: c.Status, StartTime: c.StartTime, Options: c.Options}
+	if len(out.Options) == 0 {
+		out.Options = json.RawMessage("{}")
+	}
+	if c.StopTime != 0 {
+		out.StopTime = &c.StopTime
+	}
+	if c.Status == cluster.Running {
+		cert, key := c.TLSCert, string(c.TLSKey)
+		out.TLSCert, out.TLSKey = &cert, &key
+		if c.DashboardAddress != "" {
+			route := "/clusters/" + c.Name + "/status"
+			out.DashboardRoute = &route
+		}
+	}
+	return out
+}
+
+func (s *Server) getOptions(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
+	set, err := s.cfg.Options.Fields(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cluster_options": set})
+	return nil
+}
+
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
+	want, err := parseStatuses(r)
+	if err != nil {
+		return err
+	}
+	cs, err := s.cfg.Backend.List(r.Context(), func(c *cluster.Cluster) bool { return want[c.Status] })
+	if err != nil {
+		return err
+	}
+	// An object keeps creation order on the wire; build it by hand.
+	var b strings.Builder
+	b.WriteByte('{')
+	n := 0
+	for _, c := range cs {
+		if ok, _, err := s.cfg.Authorizer.Authorize(r.Context(), AuthzRequest{User: u, Action: ActionView, Cluster: c}); err != nil || !ok {
+			continue
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(c.Name)
+		v, _ := json.Marshal(toJSON(c))
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+		n++
+	}
+	b.WriteByte('}')
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, err = io.WriteString(w, b.String())
+	return err
+}
+
+// parseStatuses reads ?status=A,B; absent means active (PENDING, RUNNING).
+func parseStatuses(r *http.Request) (map[cluster.Status]bool, error) {
+	q, ok := r.URL.Query()["status"]
+	if !ok {
+		return map[cluster.Status]bool{cluster.Pending: true, cluster.Running: true}, nil
+	}
+	want := map[cluster.Status]bool{}
+	for _, part := range strings.Split(strings.Join(q, ","), ",") {
+		st, err := cluster.ParseStatus(strings.TrimSpace(part))
+		if err != nil {
+			return nil, errorf(http.StatusUnprocessableEntity, "%s", err)
+		}
+		want[st] = true
+	}
+	return want, nil
+}
+
+func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
+	if err := s.authorize(r.Context(), u, ActionCreate, nil, http.StatusUnprocessableEntity); err != nil {
+		return err
+	}
+	var body struct {
+		Options json.RawMessage `json:"cluster_options"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		return err
+	}
+	req, err := s.buildCluster(r.Context(), u, body.Options)
+	if err != nil {
+		return err
+	}
+	c, err := s.cfg.Backend.Create(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"name": c.Name})
+	return nil
+}
+
+// buildCluster validates options, runs the handler and builds the
+// ClusterConfig; every failure is a 422 naming what is wrong.
+func (s *Server) buildCluster(ctx context.Context, u *cluster.User, raw json.RawMessage) (cluster.CreateRequest, error) {
+	set, err := s.cfg.Options.Fields(ctx, u)
+	if err != nil {
+		return cluster.CreateRequest{}, err
+	}
+	vals, err := set.Parse(raw)
+	if err != nil {
+		return cluster.CreateRequest{}, unprocessable(err)
+	}
+	ov, strict, err := s.cfg.Options.Handle(ctx, u, vals, set.Transform(vals))
+	if ue := (*UserError)(nil); errors.As(err, &ue) {
+		return cluster.CreateRequest{}, unprocessable(ue)
+	} else if err != nil {
+		return cluster.CreateRequest{}, err // a broken handler is our fault: 500
+	}
+	cfg, ignored, err := s.cfg.ClusterConfig.WithOverrides(ov, strict)
+	if err != nil {
+		return cluster.CreateRequest{}, unprocessable(err)
+	}
+	if len(ignored) > 0 {
+		s.log.DebugContext(ctx, "option keys that are not cluster settings ignored", "keys", ignored)
+	}
+	optsJSON, err := json.Marshal(vals)
+	if err != nil {
+		return cluster.CreateRequest{}, err
+	}
+	return cluster.CreateRequest{Username: u.Name, Options: optsJSON, Config: cfg}, nil
+}
+
+// unprocessable makes a validation error a 422 with its message on one line.
+func unprocessable(err error) error {
+	return &httpError{Code: http.StatusUnprocessableEntity, Msg: strings.ReplaceAll(err.Error(), "\n", "; ")}
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return &httpError{Code: http.StatusUnprocessableEntity, Msg: "request body must be a JSON object", Err: err}
+	}
+	return nil
+}
+
+// lookup finds the cluster in the path and checks the user may act on it.
+func (s *Server) lookup(r *http.Request, u *cluster.User, action Action) (*cluster.Cluster, error) {
+	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
+	c, err := s.cfg.Backend.Get(r.Context(), name)
+	if errors.Is(err, cluster.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, "Cluster %s not found", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, s.authorize(r.Context(), u, action, c, http.StatusForbidden)
+}
+
+func (s *Server) authorize(ctx context.Context, u *cluster.User, action Action, c *cluster.Cluster, code int) error {
+	ok, reason, err := s.cfg.Authorizer.Authorize(ctx, AuthzRequest{User: u, Action: action, Cluster: c})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if reason == "" {
+			reason = "User " + u.Name + " is not allowed to " + string(action)
+		}
+		return errorf(code, "%s", reason)
+	}
+	return nil
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
+	c, err := s.lookup(r, u, ActionView)
+	if err != nil {
+		return err
+	}
+	if waitRequested(r) {
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitTimeout)
+		c, err = s.cfg.Backend.Wait(ctx, c.Name)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, toJSON(c))
+	return nil
+}
+
+// waitRequested parses ?wait like upstream: present and empty, or a
+// non-zero integer.
+func waitRequested(r *http.Request) bool {
+	v, ok := r.URL.Query()["wait"]
+	if !ok {
+		return false
+	}
+	if len(v) == 0 || v[0] == "" {
+		return true
+	}
+	n, err := strconv.Atoi(v[0])
+	return err == nil && n != 0
+}
+
+// deleteCluster accepts the cluster's own token (the idle-timeout path)
+// or a user allowed to stop it. Unknown clusters are a 204.
+func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) error {
+	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
+	c, err := s.cfg.Backend.Get(r.Context(), name)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		return err
+	}
+	if !clusterToken(r, c) {
+		u, err := s.authenticate(w, r)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		if err := s.authorize(r.Context(), u, ActionStop, c, http.StatusForbidden); err != nil {
+			return err
+		}
+	}
+	if c != nil {
+		if err := s.cfg.Backend.Stop(r.Context(), name, false, "stopped by request"); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+			return err
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
+	c, err := s.cfg.Backend.Get(r.Context(), name)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		return err
+	}
+	if !clusterToken(r, c) {
+		return &httpError{Code: http.StatusUnauthorized, Msg: "Unauthorized", Header: http.Header{"Www-Authenticate": {"token"}}}
+	}
+	var hb cluster.Heartbeat
+	if err := decodeBody(r, &hb); err != nil {
+		return err
+	}
+	if err := s.cfg.Backend.Heartbeat(r.Context(), name, hb); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

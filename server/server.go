@@ -1,0 +1,113 @@
+// Package server serves the Dask Gateway HTTP API (spec/api.md) to the
+// unmodified Python dask-gateway client and to scheduler preloads. It owns
+// the request flow — authenticate, authorize, validate options, run the
+// option handler, build the ClusterConfig, call the backend — and defines
+// the small interfaces the other rooms implement: Backend, OptionHandler,
+// Authorizer (and auth.Authenticator).
+//
+// Typical use:
+//
+//	srv, err := server.New(server.Config{Backend: b, Auth: auth.NewSimple(""), ClusterConfig: cluster.DefaultConfig()})
+//	http.ListenAndServe("127.0.0.1:8000", srv) // un-prefixed paths: /api/...
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/daskgate/daskgate/auth"
+	"github.com/daskgate/daskgate/cluster"
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Backend runs clusters. backend/local implements it with processes.
+type Backend interface {
+	Create(ctx context.Context, req cluster.CreateRequest) (*cluster.Cluster, error)
+	// Get and Wait return cluster.ErrNotFound for an unknown name.
+	Get(ctx context.Context, name string) (*cluster.Cluster, error)
+	List(ctx context.Context, keep func(*cluster.Cluster) bool) ([]*cluster.Cluster, error)
+	// Stop moves a cluster towards STOPPED (or FAILED) and returns at once.
+	Stop(ctx context.Context, name string, failed bool, reason string) error
+	Heartbeat(ctx context.Context, name string, hb cluster.Heartbeat) error
+	// Wait blocks until the cluster leaves PENDING or ctx ends.
+	Wait(ctx context.Context, name string) (*cluster.Cluster, error)
+	Counts() map[cluster.Status]int
+}
+
+// Config configures the API server.
+type Config struct {
+	Backend Backend
+	// Auth authenticates users; Sessions caches them in a cookie.
+	Auth     auth.Authenticator
+	Sessions *auth.Sessions
+	// Options gives each user's option fields and turns values into
+	// ClusterConfig overrides; nil means no fields.
+	Options OptionHandler
+	// Authorizer decides who may act on which cluster; nil means owner only.
+	Authorizer Authorizer
+	// ClusterConfig is the admin's base configuration for every cluster.
+	ClusterConfig cluster.Config
+	// Version is reported by /api/version.
+	Version string
+	Logger  *slog.Logger
+	// WaitTimeout bounds a ?wait long poll; zero means upstream's 20s.
+	WaitTimeout time.Duration
+	// Registry gets the server's metrics and is served at /metrics; nil
+	// means a private registry.
+	Registry *prometheus.Registry
+	// Scheduler talks to schedulers' /api/comm; nil means defaults.
+	Scheduler *SchedulerClient
+}
+
+// Server is the API handler.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	router  *httprouter.Router
+	metrics *metrics
+}
+
+// New checks cfg and builds the routes.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil || cfg.Auth == nil {
+		return nil, errors.New("server: Backend and Auth are required")
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = auth.NewSessions(0)
+	}
+	if cfg.Options == nil {
+		cfg.Options = StaticOptions{}
+	}
+	if cfg.Authorizer == nil {
+		cfg.Authorizer = OwnerOnly{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 20 * time.Second
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Scheduler == nil {
+		cfg.Scheduler = &SchedulerClient{}
+	}
+	if err := cfg.ClusterConfig.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.metrics = newMetrics(cfg.Registry, cfg.Backend)
+	s.router = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves the API on un-prefixed paths.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// ObserveClusterStart records the time from create to RUNNING.
+func (s *Server) ObserveClusterStart(d time.Duration) { s.metrics.startLatency.Observe(d.Seconds()) }
