@@ -1,0 +1,102 @@
+"""Fixtures that run the real daskgate binary for the e2e tests.
+
+Each test gets its own gateway process (free port, temporary data dir),
+with this venv's bin directory first on PATH so clusters run the real
+`dask scheduler` / `dask worker` with the dask_gateway preload.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+BIN = os.environ.get("DASKGATE_BIN") or shutil.which("daskgate")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A daskgate process; restartable on the same port and data dir."""
+
+    def __init__(self, tmp_path, config):
+        self.dir = tmp_path
+        self.port = free_port()
+        self.config = dict(config)
+        self.config.setdefault("address", f"127.0.0.1:{self.port}")
+        self.config.setdefault("data_dir", str(tmp_path / "data"))
+        self.config.setdefault("log", {"level": "debug"})
+        self.config_path = tmp_path / "daskgate.yaml"
+        self.config_path.write_text(json.dumps(self.config))  # JSON is YAML
+        prefix = self.config.get("prefix", "")
+        self.address = f"http://127.0.0.1:{self.port}{prefix}".rstrip("/")
+        self.proc = None
+        self.log_path = tmp_path / "gateway.log"
+
+    def start(self):
+        env = dict(os.environ)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [BIN, "serve", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("daskgate exited:\n" + self.log_path.read_text())
+            try:
+                urllib.request.urlopen(self.address + "/api/health", timeout=1).read()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("daskgate did not become healthy:\n" + self.log_path.read_text())
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self):
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    if not BIN:
+        pytest.fail("set DASKGATE_BIN to the daskgate binary (make test does)")
+    started = []
+
+    def make(config=None, start=True):
+        gw = Gateway(tmp_path, config or {})
+        started.append(gw)
+        return gw.start() if start else gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+def wait_for(pred, timeout=30, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
