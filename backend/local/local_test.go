@@ -1,0 +1,243 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+	"github.com/daskgate/daskgate/store"
+)
+
+// TestMain lets the test binary act as a fake scheduler or worker: a
+// scheduler posts one heartbeat (as the preload would) and then waits for
+// SIGINT; a worker just waits.
+func TestMain(m *testing.M) {
+	switch os.Getenv("DASKGATE_TEST_ROLE") {
+	case "scheduler":
+		heartbeat()
+		waitForSignal()
+	case "worker":
+		waitForSignal()
+	default:
+		os.Exit(m.Run())
+	}
+}
+
+func heartbeat() {
+	hb, _ := json.Marshal(cluster.Heartbeat{SchedulerAddress: "tls://127.0.0.1:1", DashboardAddress: "http://127.0.0.1:2",
+		APIAddress: "http://127.0.0.1:3", Count: 2})
+	req, _ := http.NewRequest("POST", os.Getenv("DASK_GATEWAY_API_URL")+"/v1/clusters/"+os.Getenv("DASK_GATEWAY_CLUSTER_NAME")+"/heartbeat", bytes.NewReader(hb))
+	req.Header.Set("Authorization", "token "+os.Getenv("DASK_GATEWAY_API_TOKEN"))
+	if _, err := http.DefaultClient.Do(req); err != nil {
+		os.Exit(3)
+	}
+}
+
+func waitForSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	<-ch
+	os.Exit(0)
+}
+
+type routes struct{ set, removed []string }
+
+func (r *routes) SetCluster(name, _, _ string) { r.set = append(r.set, name) }
+func (r *routes) RemoveCluster(name string)    { r.removed = append(r.removed, name) }
+
+func newBackend(t *testing.T, db *store.DB, dir string) (*Backend, *routes) {
+	t.Helper()
+	var b *Backend
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var hb cluster.Heartbeat
+		_ = json.NewDecoder(r.Body).Decode(&hb)
+		name := strings.Split(r.URL.Path, "/")[4]
+		_ = b.Heartbeat(r.Context(), name, hb)
+	}))
+	t.Cleanup(api.Close)
+	rt := &routes{}
+	var err error
+	b, err = New(Config{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Dir: dir, Store: db, APIURL: api.URL + "/api",
+		Routes: rt, StopTimeouts: [3]time.Duration{2 * time.Second, time.Second, time.Second}, StatusPeriod: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+	})
+	return b, rt
+}
+
+func helperConfig() cluster.Config {
+	cfg := cluster.DefaultConfig()
+	cfg.SchedulerCmd = cluster.Command{os.Args[0]}
+	cfg.WorkerCmd = cluster.Command{os.Args[0]}
+	cfg.Environment = map[string]string{"DASKGATE_TEST_ROLE": "scheduler"}
+	return cfg
+}
+
+func waitStatus(t *testing.T, b *Backend, name string, want cluster.Status) *cluster.Cluster {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := b.Get(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status == want {
+			return c
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, _ := b.Get(context.Background(), name)
+	t.Fatalf("cluster %s is %v, want %v (reason %q)", name, c.Status, want, c.Reason)
+	return nil
+}
+
+func TestLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	b, rt := newBackend(t, nil, dir)
+	c, err := b.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: helperConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != cluster.Pending {
+		t.Fatalf("new cluster is %v", c.Status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err = b.Wait(ctx, c.Name)
+	if err != nil || c.Status != cluster.Running || c.SchedulerAddress != "tls://127.0.0.1:1" {
+		t.Fatalf("wait = %+v, %v", c, err)
+	}
+	// The heartbeat asked for 2 workers: both are launched.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Workers != 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		c, _ = b.Get(ctx, c.Name)
+	}
+	if c.Workers != 2 {
+		t.Fatalf("workers = %d", c.Workers)
+	}
+	for _, f := range []string{".certs/dask.crt", ".certs/dask.pem", "logs/scheduler.log"} {
+		fi, err := os.Stat(filepath.Join(dir, c.Name, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", f, fi, err)
+		}
+	}
+	if err := b.Stop(ctx, c.Name, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, c.Name, cluster.Stopped)
+	if _, err := os.Stat(filepath.Join(dir, c.Name)); !os.IsNotExist(err) {
+		t.Errorf("workdir left behind: %v", err)
+	}
+	if len(rt.set) != 1 || len(rt.removed) != 1 {
+		t.Errorf("routes set %v removed %v", rt.set, rt.removed)
+	}
+}
+
+func TestSchedulerDeathFailsCluster(t *testing.T) {
+	b, _ := newBackend(t, nil, t.TempDir())
+	c, _ := b.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: helperConfig()})
+	waitStatus(t, b, c.Name, cluster.Running)
+	b.mu.RLock()
+	pid := b.clusters[c.Name].PID
+	b.mu.RUnlock()
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	c = waitStatus(t, b, c.Name, cluster.Failed)
+	if !strings.Contains(c.Reason, "scheduler exited") || c.StopTime == 0 {
+		t.Fatalf("reason %q stop %d", c.Reason, c.StopTime)
+	}
+}
+
+func TestLaunchFailure(t *testing.T) {
+	b, _ := newBackend(t, nil, t.TempDir())
+	cfg := helperConfig()
+	cfg.SchedulerCmd = cluster.Command{"/nonexistent/dask"}
+	c, _ := b.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: cfg})
+	c = waitStatus(t, b, c.Name, cluster.Failed)
+	if !strings.Contains(c.Reason, "scheduler launch failed") {
+		t.Fatalf("reason %q", c.Reason)
+	}
+}
+
+func TestRestartAdoptsRunningCluster(t *testing.T) {
+	dir := t.TempDir()
+	kr, _ := store.ParseKeys(store.NewKey())
+	db, err := store.Open(filepath.Join(dir, "db"), kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b1, _ := newBackend(t, db, dir)
+	c, _ := b1.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: helperConfig()})
+	waitStatus(t, b1, c.Name, cluster.Running)
+	b1.Shutdown(context.Background()) // StopOnShutdown is false: processes stay
+	b1.mu.RLock()
+	pid := b1.clusters[c.Name].PID
+	b1.mu.RUnlock()
+
+	b2, rt := newBackend(t, db, dir)
+	got := waitStatus(t, b2, c.Name, cluster.Running)
+	if got.Token != c.Token || got.TLSCert != c.TLSCert {
+		t.Fatal("secrets did not survive the restart")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rt.set) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(rt.set) != 1 {
+		t.Fatal("routes not rebuilt after restart")
+	}
+	if !b2.procs.alive(pid, c.Name) || b2.procs.alive(pid, "other-cluster") {
+		t.Fatal("adopted process identity check is wrong")
+	}
+	_ = b2.Stop(context.Background(), c.Name, false, "test")
+	waitStatus(t, b2, c.Name, cluster.Stopped)
+	if b2.procs.alive(pid, c.Name) {
+		t.Fatal("adopted scheduler still running after stop")
+	}
+}
+
+func TestClassifyWorkers(t *testing.T) {
+	r := &record{Count: 1, Workers: map[string]*worker{
+		"a": {Name: "a", Status: jobSubmitted, Target: jobRunning},
+		"b": {Name: "b", Status: jobRunning, Target: jobRunning},
+		"c": {Name: "c", Status: jobRunning, Target: jobRunning, CloseExpected: true},
+		"d": {Name: "d", Status: jobRunning, Target: jobRunning},
+		"e": {Name: "e", Status: jobCreated, Target: jobRunning},
+		"f": {Name: "f", Status: jobSubmitted, Target: jobRunning},
+	}}
+	changed, connected := classifyWorkers(r, cluster.Heartbeat{Count: 1, ActiveWorkers: []string{"a"},
+		ClosingWorkers: []string{"b"}, ClosedWorkers: []string{"c", "d"}})
+	if !changed || !connected {
+		t.Fatal("nothing changed")
+	}
+	want := map[string][2]jobStatus{
+		"a": {jobRunning, jobRunning}, "b": {jobRunning, jobRunning}, "c": {jobRunning, jobStopped},
+		"d": {jobRunning, jobFailed}, "e": {jobCreated, jobStopped}, "f": {jobSubmitted, jobStopped},
+	}
+	for n, w := range r.Workers {
+		if got := [2]jobStatus{w.Status, w.Target}; got != want[n] {
+			t.Errorf("worker %s = %v, want %v", n, got, want[n])
+		}
+	}
+	if !r.Workers["b"].CloseExpected {
+		t.Error("closing worker not marked close_expected")
+	}
+}

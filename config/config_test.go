@@ -1,0 +1,84 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, s string) string {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoad(t *testing.T) {
+	p := write(t, `
+address: 0.0.0.0:9000
+prefix: /services/dask-gateway/
+auth: {password: x}
+options:
+  fields:
+    - {field: worker_cores, type: int, default: 1, min: 1, max: 4}
+    - {field: env, type: select, options: [a, {key: b, value: {x: 1}}]}
+cluster:
+  worker_memory: 4 G
+  idle_timeout: 30s
+  cluster_max_workers: 5
+backend:
+  heartbeat_period: 2s
+`)
+	cfg, err := Load(p, []string{"DASKGATE_AUTH__PASSWORD=fromenv", "DASKGATE_BACKEND__WORKER_START_FAILURE_LIMIT=7", "DASKGATE_BIN=/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Prefix != "/services/dask-gateway" || cfg.Auth.Password != "fromenv" || cfg.Backend.WorkerStartFailureLimit != 7 ||
+		cfg.Cluster.WorkerMemory != 4<<30 || time.Duration(cfg.Cluster.IdleTimeout) != 30*time.Second ||
+		*cfg.Cluster.ClusterMaxWorkers != 5 || time.Duration(cfg.Backend.HeartbeatPeriod) != 2*time.Second ||
+		len(cfg.Options.Fields) != 2 || cfg.DataDir != "./daskgate-data" {
+		t.Fatalf("config: %+v", cfg)
+	}
+}
+
+func TestUnknownKeysNamePaths(t *testing.T) {
+	p := write(t, `
+adress: x
+cluster: {worker_memry: 1G}
+options: {fields: [{field: a, type: int, mn: 1}]}
+`)
+	_, err := Load(p, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"adress", "cluster.worker_memry", "options.fields[0].mn"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if _, err := Load("", []string{"DASKGATE_CLUSTER__NOPE=1"}); err == nil || !strings.Contains(err.Error(), "cluster.nope") {
+		t.Errorf("env unknown key: %v", err)
+	}
+}
+
+func TestValidateReportsAll(t *testing.T) {
+	cfg := Default()
+	cfg.Address, cfg.Log.Level, cfg.Auth.Type = "nope", "loud", "kerberos"
+	cfg.Cluster.WorkerCores = 0
+	err := cfg.Validate()
+	for _, want := range []string{"address", "log.level", "auth.type", "cluster: worker_cores"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+	def := Default()
+	if err := def.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fixture struct {
+	addr  string
+	table *Table
+	proxy *Proxy
+}
+
+func newFixture(t *testing.T, prefix string) *fixture {
+	t.Helper()
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/clusters/") {
+			http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, "api:"+r.URL.Path)
+	})
+	table := NewTable()
+	p, err := New(Config{API: api, Routes: table, Prefix: prefix, HelloTimeout: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() {
+		ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	})
+	return &fixture{addr: ln.Addr().String(), table: table, proxy: p}
+}
+
+func get(t *testing.T, url string) (int, string, http.Header) {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestHTTPRouting(t *testing.T) {
+	f := newFixture(t, "/pre")
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			http.Redirect(w, r, "/status", http.StatusFound)
+			return
+		}
+		io.WriteString(w, "dash:"+r.URL.RequestURI()+" xff="+r.Header.Get("X-Forwarded-For"))
+	}))
+	defer dash.Close()
+	f.table.SetCluster("abc", "tls://127.0.0.1:1", dash.URL)
+	f.table.SetCluster("dead", "tls://127.0.0.1:1", "http://127.0.0.1:1")
+	base := "http://" + f.addr
+	tests := []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/pre/api/v1/clusters/", 200, "api:/api/v1/clusters/"},
+		{"/pre", 200, "api:/"},
+		{"/pre/clusters/abc/status", 200, "dash:/status xff=127.0.0.1"},
+		{"/pre/clusters/abc/individual-plots.json?x=1", 200, "dash:/individual-plots.json?x=1 xff=127.0.0.1"},
+		{"/pre/clusters/abcd/status", 404, `{"error":"not found"}`},
+		{"/pre/clusters/dead/status", 502, `{"error": "dashboard unreachable"}`},
+		{"/other", 404, "Not Found"},
+		{"/prefix-lookalike", 404, "Not Found"},
+	}
+	for _, tt := range tests {
+		code, body, _ := get(t, base+tt.path)
+		if code != tt.code || strings.TrimSpace(body) != tt.body {
+			t.Errorf("GET %s = %d %q, want %d %q", tt.path, code, body, tt.code, tt.body)
+		}
+	}
+	code, _, h := get(t, base+"/pre/clusters/abc/")
+	if code != http.StatusFound || h.Get("Location") != "/pre/clusters/abc/status" {
+		t.Errorf("redirect = %d %q", code, h.Get("Location"))
+	}
+	f.table.RemoveCluster("abc")
+	if code, _, _ := get(t, base+"/pre/clusters/abc/status"); code != 404 {
+		t.Errorf("removed route still served: %d", code)
+	}
+}
+
+func TestSNIPassthrough(t *testing.T) {
+	f := newFixture(t, "")
+	sched := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "scheduler saw SNI "+r.TLS.ServerName)
+	}))
+	defer sched.Close()
+	f.table.SetCluster("abc", "tls://"+sched.Listener.Addr().String(), "")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: "daskgateway-abc", InsecureSkipVerify: true}}}
+	resp, err := client.Get("https://" + f.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "scheduler saw SNI daskgateway-abc" {
+		t.Fatalf("got %q", b)
+	}
+	// Unknown cluster: the connection is closed.
+	conn, err := tls.Dial("tcp", f.addr, &tls.Config{ServerName: "daskgateway-nope", InsecureSkipVerify: true})
+	if err == nil {
+		conn.Close()
+		t.Fatal("handshake with unknown cluster succeeded")
+	}
+}
+
+func TestHelloDeadline(t *testing.T) {
+	f := newFixture(t, "")
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read = %v, want EOF from the proxy closing", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("closed after %v, want ~300ms", d)
+	}
+}
+
+func TestTableConcurrent(t *testing.T) {
+	table := NewTable()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			table.SetCluster("a", "tls://x:1", "")
+			table.RemoveCluster("a")
+		}
+	}()
+	for range 1000 {
+		if r, ok := table.Lookup("a"); ok && r.Scheduler != "x:1" {
+			t.Fatalf("torn read %+v", r)
+		}
+	}
+	<-done
+}
