@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/daskgate/daskgate/cluster"
 	"github.com/julienschmidt/httprouter"
@@ -15,6 +16,34 @@ import (
 
 // maxBody bounds request bodies.
 const maxBody = 1 << 20
+
+// encodedClusters caches each cluster's JSON: certificates make it a few
+// KiB, and list is the hottest route. An entry is reused while the fields
+// that change (status, stop time, dashboard) are the same.
+type encodedClusters struct{ m sync.Map }
+
+type encodedEntry struct {
+	status    cluster.Status
+	stop      int64
+	dashboard string
+	json      []byte
+}
+
+func (e *encodedClusters) get(c *cluster.Cluster) []byte {
+	if c.Status.Finished() { // rarely listed again: do not keep it
+		e.m.Delete(c.Name)
+		b, _ := json.Marshal(toJSON(c))
+		return b
+	}
+	if v, ok := e.m.Load(c.Name); ok {
+		if ent := v.(*encodedEntry); ent.status == c.Status && ent.stop == c.StopTime && ent.dashboard == c.DashboardAddress {
+			return ent.json
+		}
+	}
+	b, _ := json.Marshal(toJSON(c))
+	e.m.Store(c.Name, &encodedEntry{status: c.Status, stop: c.StopTime, dashboard: c.DashboardAddress, json: b})
+	return b
+}
 
 // clusterJSON is the cluster object the client parses; it must have
 // exactly these keys.
@@ -77,11 +106,10 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, u *cluster
 		if n > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(c.Name)
-		v, _ := json.Marshal(toJSON(c))
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(v)
+		b.WriteByte('"')
+		b.WriteString(c.Name) // names are hex or <ns>.<hex>: no escaping needed
+		b.WriteString(`":`)
+		b.Write(s.encoded.get(c))
 		n++
 	}
 	b.WriteByte('}')

@@ -69,6 +69,7 @@ type Server struct {
 	log     *slog.Logger
 	router  *httprouter.Router
 	metrics *metrics
+	encoded encodedClusters
 }
 
 // New checks cfg and builds the routes.
