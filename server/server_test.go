@@ -96,7 +96,15 @@ func (f *fakeBackend) Wait(ctx context.Context, name string) (*cluster.Cluster, 
 	}
 }
 
-func (f *fakeBackend) Counts() map[cluster.Status]int { return nil }
+func (f *fakeBackend) Counts() map[cluster.Status]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[cluster.Status]int{}
+	for _, c := range f.clusters {
+		out[c.Status]++
+	}
+	return out
+}
 
 func (f *fakeBackend) set(name string, mod func(*cluster.Cluster)) {
 	f.mu.Lock()
@@ -358,5 +366,17 @@ func TestScaleAndAdapt(t *testing.T) {
 	sched.Close()
 	if code, _, _ := a.do("POST", path+"/scale", "alice", `{"count": 1}`); code != 409 || !strings.Contains(a.be.stopped[name], "scheduler unreachable") {
 		t.Fatalf("unreachable scheduler = %d, stop reason %q", code, a.be.stopped[name])
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	a := newAPI(t, nil)
+	a.create("alice")
+	_, body, _ := a.do("GET", "/metrics", "", "")
+	for _, want := range []string{`daskgate_http_requests_total{code="201",method="POST",route="create"} 1`,
+		`daskgate_clusters{status="PENDING"}`, `daskgate_cluster_start_seconds_bucket`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,10 +52,14 @@ func waitForSignal() {
 	os.Exit(0)
 }
 
-type routes struct{ set, removed []string }
+type routes struct {
+	mu           sync.Mutex
+	set, removed int
+}
 
-func (r *routes) SetCluster(name, _, _ string) { r.set = append(r.set, name) }
-func (r *routes) RemoveCluster(name string)    { r.removed = append(r.removed, name) }
+func (r *routes) SetCluster(string, string, string) { r.mu.Lock(); r.set++; r.mu.Unlock() }
+func (r *routes) RemoveCluster(string)              { r.mu.Lock(); r.removed++; r.mu.Unlock() }
+func (r *routes) counts() (int, int)                { r.mu.Lock(); defer r.mu.Unlock(); return r.set, r.removed }
 
 func newBackend(t *testing.T, db *store.DB, dir string) (*Backend, *routes) {
 	t.Helper()
@@ -146,8 +151,8 @@ func TestLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, c.Name)); !os.IsNotExist(err) {
 		t.Errorf("workdir left behind: %v", err)
 	}
-	if len(rt.set) != 1 || len(rt.removed) != 1 {
-		t.Errorf("routes set %v removed %v", rt.set, rt.removed)
+	if set, removed := rt.counts(); set != 1 || removed != 1 {
+		t.Errorf("routes set %d removed %d", set, removed)
 	}
 }
 
@@ -198,10 +203,10 @@ func TestRestartAdoptsRunningCluster(t *testing.T) {
 		t.Fatal("secrets did not survive the restart")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(rt.set) == 0 && time.Now().Before(deadline) {
+	for set, _ := rt.counts(); set == 0 && time.Now().Before(deadline); set, _ = rt.counts() {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if len(rt.set) != 1 {
+	if set, _ := rt.counts(); set != 1 {
 		t.Fatal("routes not rebuilt after restart")
 	}
 	if !b2.procs.alive(pid, c.Name) || b2.procs.alive(pid, "other-cluster") {
@@ -239,5 +244,42 @@ func TestClassifyWorkers(t *testing.T) {
 	}
 	if !r.Workers["b"].CloseExpected {
 		t.Error("closing worker not marked close_expected")
+	}
+}
+
+func TestTimeoutsAndPurge(t *testing.T) {
+	b, err := New(Config{Dir: t.TempDir(), APIURL: "http://x/api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	old := now.Add(-2 * time.Minute).UnixMilli()
+	b.clusters = map[string]*record{
+		"never-started": {Name: "never-started", Status: jobSubmitted, Target: jobRunning, StartTime: old, Workers: map[string]*worker{}},
+		"silent":        {Name: "silent", Status: jobRunning, Target: jobRunning, StartTime: old, lastHeartbeat: now.Add(-time.Minute), Workers: map[string]*worker{}},
+		"slow-worker": {Name: "slow-worker", Status: jobRunning, Target: jobRunning, StartTime: old, lastHeartbeat: now, Workers: map[string]*worker{
+			"w": {Name: "w", Status: jobSubmitted, Target: jobRunning, StartTime: old}}},
+		"fresh":   {Name: "fresh", Status: jobSubmitted, Target: jobRunning, StartTime: now.UnixMilli(), Workers: map[string]*worker{}},
+		"ancient": {Name: "ancient", Status: jobStopped, Target: jobStopped, StopTime: now.Add(-25 * time.Hour).UnixMilli()},
+		"recent":  {Name: "recent", Status: jobStopped, Target: jobStopped, StopTime: now.Add(-time.Hour).UnixMilli()},
+	}
+	b.checkTimeouts(now)
+	for name, want := range map[string]jobStatus{"never-started": jobFailed, "silent": jobFailed, "slow-worker": jobRunning, "fresh": jobRunning} {
+		if got := b.clusters[name].Target; got != want {
+			t.Errorf("%s target = %d, want %d", name, got, want)
+		}
+	}
+	if w := b.clusters["slow-worker"].Workers["w"]; w.Target != jobFailed {
+		t.Errorf("slow worker target = %d", w.Target)
+	}
+	if b.clusters["slow-worker"].FailureCount != 0 {
+		t.Error("a worker start timeout must not count as a failure")
+	}
+	b.purge(now)
+	if _, ok := b.clusters["ancient"]; ok {
+		t.Error("ancient cluster not purged")
+	}
+	if _, ok := b.clusters["recent"]; !ok {
+		t.Error("recent cluster purged")
 	}
 }
