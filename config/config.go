@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -97,11 +98,27 @@ type Backend struct {
 
 // Proxy configures the built-in proxy.
 type Proxy struct {
+	// TCPAddress, if set, is a second listener for dask TLS only
+	// (upstream's tcp_address); the main address keeps serving both.
+	TCPAddress string `json:"tcp_address"`
+	// TLSCert and TLSKey (PEM files, both or neither) serve HTTPS for the
+	// API and dashboards on the main address, beside dask TLS passthrough.
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+	// ProxyProtocol accepts PROXY v1/v2 headers from trusted balancers.
+	ProxyProtocol ProxyProtocol `json:"proxy_protocol"`
 	// HelloTimeout bounds how long a new connection may take to send its
 	// first bytes (and a whole TLS ClientHello).
 	HelloTimeout cluster.Duration `json:"hello_timeout"`
 	// DialTimeout bounds dialing schedulers and dashboards.
 	DialTimeout cluster.Duration `json:"dial_timeout"`
+}
+
+// ProxyProtocol configures PROXY protocol on the public listeners.
+type ProxyProtocol struct {
+	// TrustedCIDRs may send a PROXY header; from anyone else it is not read.
+	// Empty disables PROXY protocol.
+	TrustedCIDRs []string `json:"trusted_cidrs"`
 }
 
 func dur(d time.Duration) cluster.Duration { return cluster.Duration(d) }
@@ -231,6 +248,21 @@ func (c *Config) Validate() error {
 	add(oneOf("log.format", c.Log.Format, "text", "json"))
 	add(oneOf("auth.type", c.Auth.Type, "simple"))
 	add(oneOf("backend.type", c.Backend.Type, "local"))
+	if (c.Proxy.TLSCert == "") != (c.Proxy.TLSKey == "") {
+		add(errors.New("proxy.tls_cert and proxy.tls_key must be set together"))
+	}
+	if c.Proxy.TCPAddress != "" {
+		if _, _, err := net.SplitHostPort(c.Proxy.TCPAddress); err != nil {
+			add(fmt.Errorf("proxy.tcp_address: %w", err))
+		}
+	}
+	for _, cidr := range c.Proxy.ProxyProtocol.TrustedCIDRs {
+		if _, err := netip.ParsePrefix(cidr); err != nil {
+			if _, err := netip.ParseAddr(cidr); err != nil {
+				add(fmt.Errorf("proxy.proxy_protocol.trusted_cidrs: %q is not a CIDR or address", cidr))
+			}
+		}
+	}
 	if c.DataDir == "" {
 		add(errors.New("data_dir: must not be empty"))
 	}

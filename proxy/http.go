@@ -42,6 +42,7 @@ func (p *Proxy) dashboardProxy() http.Handler {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
+			p.m.dialErrors.WithLabelValues("dashboard").Inc()
 			p.log.Warn("dashboard proxy", "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.WriteHeader(http.StatusBadGateway)
@@ -57,7 +58,9 @@ func (p *Proxy) serveDashboard(w http.ResponseWriter, r *http.Request, name, tar
 		return
 	}
 	t := dashTarget{target: u, rest: rest, base: p.cfg.Prefix + "/clusters/" + name}
+	start := time.Now()
 	p.dash.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), dashKey{}, t)))
+	p.m.dashboard.Observe(time.Since(start).Seconds())
 }
 
 // connListener is a net.Listener fed with connections classified as HTTP.
@@ -96,10 +99,14 @@ func (l *connListener) Close() error {
 
 func (l *connListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
-// replayConn serves the peeked bytes before the rest of the connection.
+// replayConn serves the peeked bytes before the rest of the connection and
+// reports the client address a PROXY header gave.
 type replayConn struct {
 	net.Conn
-	r io.Reader
+	r      io.Reader
+	remote net.Addr
 }
 
 func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *replayConn) RemoteAddr() net.Addr { return c.remote }

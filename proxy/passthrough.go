@@ -9,29 +9,35 @@ import (
 
 // passthrough splices a dask TLS connection to its scheduler: dial,
 // replay the peeked ClientHello, then copy both ways with half-close.
-func (p *Proxy) passthrough(c net.Conn, name string, peeked []byte) {
+// c must be the accepted *net.TCPConn itself so io.Copy can splice.
+func (p *Proxy) passthrough(c net.Conn, remote net.Addr, name string, peeked []byte) {
 	defer c.Close()
 	route, ok := p.cfg.Routes.Lookup(name)
 	if !ok {
-		p.log.Info("unknown cluster in SNI", "cluster", name, "remote", c.RemoteAddr())
+		p.m.unknownSNI.Inc()
+		p.log.Info("unknown cluster in SNI", "cluster", name, "remote", remote)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
 	up, err := p.cfg.DialContext(ctx, "tcp", route.Scheduler)
 	cancel()
 	if err != nil {
-		p.log.Warn("dial scheduler", "cluster", name, "addr", route.Scheduler, "err", err)
+		p.m.dialErrors.WithLabelValues("scheduler").Inc()
+		p.log.Warn("dial scheduler", "cluster", name, "addr", route.Scheduler, "remote", remote, "err", err)
 		return
 	}
 	defer up.Close()
 	if _, err := up.Write(peeked); err != nil {
 		return
 	}
+	p.m.conns.WithLabelValues("tls").Inc()
+	p.m.active.WithLabelValues("tls").Inc()
+	defer p.m.active.WithLabelValues("tls").Dec()
 	p.track(c, up, true)
 	defer p.track(c, up, false)
 	var wg sync.WaitGroup
-	wg.Go(func() { proxyCopy(up, c) })
-	proxyCopy(c, up)
+	wg.Go(func() { p.m.bytes.WithLabelValues("up").Add(float64(proxyCopy(up, c))) })
+	p.m.bytes.WithLabelValues("down").Add(float64(proxyCopy(c, up) + int64(len(peeked))))
 	wg.Wait()
 }
 
@@ -48,8 +54,8 @@ func (p *Proxy) track(a, b net.Conn, add bool) {
 
 // proxyCopy copies src to dst until EOF, then half-closes: dst's write
 // side and src's read side. Between two *net.TCPConn io.Copy uses splice.
-func proxyCopy(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
+func proxyCopy(dst, src net.Conn) int64 {
+	n, _ := io.Copy(dst, src)
 	if c, ok := dst.(interface{ CloseWrite() error }); ok {
 		_ = c.CloseWrite()
 	} else {
@@ -58,4 +64,5 @@ func proxyCopy(dst, src net.Conn) {
 	if c, ok := src.(interface{ CloseRead() error }); ok {
 		_ = c.CloseRead()
 	}
+	return n
 }

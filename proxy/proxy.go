@@ -1,28 +1,36 @@
 // Package proxy is daskgate's public front door: one listener that passes
 // dask TLS connections through to schedulers by SNI (daskgateway-<name>)
-// without terminating TLS, and serves everything else as HTTP: the
+// without terminating TLS, and serves everything else as HTTP(S): the
 // clusters' dashboards under <prefix>/clusters/<name>/ and the API under
-// <prefix>/.
+// <prefix>/. PROXY protocol v1/v2 headers from trusted balancers carry
+// the real client address.
 //
 // Typical use:
 //
 //	table := proxy.NewTable()
 //	p, err := proxy.New(proxy.Config{API: apiHandler, Routes: table, Prefix: "/services/dask-gateway"})
-//	go p.Serve(ln)
+//	go p.Serve(ln)          // shared port: dask TLS and HTTP
+//	go p.ServeTCP(tcpLn)    // optional: a port for dask TLS only
 //	table.SetCluster(name, "tls://127.0.0.1:40123", "http://127.0.0.1:40124")
 //	p.Shutdown(ctx)
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // SNIPrefix marks a dask connection: the SNI is SNIPrefix + cluster name.
@@ -39,11 +47,19 @@ type Config struct {
 	Prefix string
 	// Logger gets connection errors; nil discards.
 	Logger *slog.Logger
-	// HelloTimeout bounds how long a client may take to send its first
-	// bytes and ClientHello; zero means 10s.
+	// HelloTimeout bounds how long a client may take to send its PROXY
+	// header, first bytes and whole ClientHello; zero means 10s.
 	HelloTimeout time.Duration
 	// DialTimeout bounds dialing a scheduler or dashboard; zero means 10s.
 	DialTimeout time.Duration
+	// TLS, if set, serves HTTPS for API and dashboards on the shared port
+	// (connections whose SNI is not daskgateway-*). Plain HTTP stays served.
+	TLS *tls.Config
+	// TrustedProxies are CIDRs (or addresses) whose connections may start
+	// with a PROXY v1/v2 header; from anyone else a header is not read.
+	TrustedProxies []string
+	// Registry gets the proxy's metrics; nil means a private registry.
+	Registry prometheus.Registerer
 	// DialContext dials targets; nil means a net.Dialer with keepalive.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -52,10 +68,13 @@ type Config struct {
 type Proxy struct {
 	cfg     Config
 	log     *slog.Logger
+	m       *metrics
+	trusted trustedNets
 	http    *http.Server
 	httpLn  *connListener
 	dash    http.Handler
 	conns   sync.WaitGroup
+
 	mu      sync.Mutex
 	tcp     map[net.Conn]struct{}
 	closing bool
@@ -69,6 +88,21 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/")) {
 		return nil, errors.New("proxy: prefix must start with / and not end with /")
 	}
+	trusted, err := parseTrusted(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	p := &Proxy{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registry), trusted: trusted, tcp: map[net.Conn]struct{}{}}
+	p.dash = p.dashboardProxy()
+	p.httpLn = newConnListener()
+	p.http = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	go func() { _ = p.http.Serve(p.httpLn) }()
+	return p, nil
+}
+
+func (cfg *Config) setDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,22 +112,26 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
 	if cfg.DialContext == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 		cfg.DialContext = d.DialContext
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, tcp: map[net.Conn]struct{}{}}
-	p.dash = p.dashboardProxy()
-	p.httpLn = newConnListener()
-	p.http = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
-	go func() { _ = p.http.Serve(p.httpLn) }()
-	return p, nil
 }
 
-// Serve accepts connections on ln until it is closed. Other accept errors
-// (EMFILE and friends) back off, 5 ms doubling to 1 s, instead of spinning.
-func (p *Proxy) Serve(ln net.Listener) error {
+// Serve accepts connections on the shared port until ln is closed: dask
+// TLS is passed through, everything else is HTTP(S).
+func (p *Proxy) Serve(ln net.Listener) error { return p.accept(ln, false) }
+
+// ServeTCP accepts dask TLS connections only (upstream's separate
+// tcp_address); anything else is closed.
+func (p *Proxy) ServeTCP(ln net.Listener) error { return p.accept(ln, true) }
+
+// accept loops on ln. Accept errors other than a closed listener (EMFILE
+// and friends) back off, 5 ms doubling to 1 s, instead of spinning.
+func (p *Proxy) accept(ln net.Listener, tcpOnly bool) error {
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -108,7 +146,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		p.conns.Add(1)
-		go p.handle(c)
+		go p.handle(c, tcpOnly)
 	}
 }
 
@@ -118,27 +156,80 @@ func (p *Proxy) isClosing() bool {
 	return p.closing
 }
 
-// handle classifies one connection by its first bytes.
-func (p *Proxy) handle(c net.Conn) {
+// handle reads an optional PROXY header, then classifies the connection
+// by its first bytes, all under HelloTimeout.
+func (p *Proxy) handle(c net.Conn, tcpOnly bool) {
 	defer p.conns.Done()
 	_ = c.SetReadDeadline(time.Now().Add(p.cfg.HelloTimeout))
-	sni, peeked, isTLS, err := peekHello(c)
-	if err != nil && !isTLS {
-		c.Close()
-		return
+	remote, pre, err := p.readProxyHeader(c)
+	var sni string
+	var peeked []byte
+	var isTLS bool
+	if err == nil {
+		rest := bytes.NewReader(pre)
+		sni, peeked, isTLS, err = peekHello(io.MultiReader(rest, c))
+		// Bytes read with the header but not used by the peek come next.
+		peeked = append(peeked, pre[len(pre)-rest.Len():]...)
 	}
-	if isTLS && strings.HasPrefix(sni, SNIPrefix) {
+	switch {
+	case isTLS && strings.HasPrefix(sni, SNIPrefix):
 		_ = c.SetReadDeadline(time.Time{})
-		p.passthrough(c, strings.TrimPrefix(sni, SNIPrefix), peeked)
-		return
+		p.passthrough(c, remote, strings.TrimPrefix(sni, SNIPrefix), peeked)
+	case err != nil:
+		p.reject(c, remote, err)
+	case tcpOnly:
+		p.reject(c, remote, errors.New("not a dask TLS connection"))
+	default:
+		_ = c.SetReadDeadline(time.Time{})
+		p.serveHTTP(c, remote, peeked, isTLS)
 	}
+}
+
+// readProxyHeader consumes a PROXY header from trusted peers and returns
+// the client address and the bytes read past the header.
+func (p *Proxy) readProxyHeader(c net.Conn) (net.Addr, []byte, error) {
+	if !p.trusted.contains(c.RemoteAddr()) {
+		return c.RemoteAddr(), nil, nil
+	}
+	br := bufio.NewReaderSize(c, 256)
+	addr, err := readProxyHeader(br)
 	if err != nil {
-		p.log.Debug("bad client hello", "remote", c.RemoteAddr(), "err", err)
-		c.Close()
-		return
+		return c.RemoteAddr(), nil, err
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	if !p.httpLn.push(&replayConn{Conn: c, r: io.MultiReader(strings.NewReader(string(peeked)), c)}) {
+	if addr == nil {
+		addr = c.RemoteAddr()
+	}
+	rest, _ := br.Peek(br.Buffered())
+	return addr, bytes.Clone(rest), nil
+}
+
+func (p *Proxy) reject(c net.Conn, remote net.Addr, err error) {
+	reason := "bad_first_bytes"
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		reason = "timeout"
+		p.m.timeouts.Inc()
+	} else if errors.Is(err, errProxyHeader) {
+		reason = "proxy_header"
+	}
+	p.m.rejected.WithLabelValues(reason).Inc()
+	p.log.Debug("connection rejected", "remote", remote, "reason", reason, "err", err)
+	c.Close()
+}
+
+// serveHTTP hands the connection, with its peeked bytes replayed, to the
+// HTTP server; TLS (any SNI but daskgateway-*) is terminated here when
+// configured, else refused.
+func (p *Proxy) serveHTTP(c net.Conn, remote net.Addr, peeked []byte, isTLS bool) {
+	var hc net.Conn = &replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(peeked), c), remote: remote}
+	if isTLS {
+		if p.cfg.TLS == nil {
+			p.reject(c, remote, errors.New("TLS without daskgateway SNI and no tls_cert configured"))
+			return
+		}
+		hc = tls.Server(hc, p.cfg.TLS)
+	}
+	p.m.conns.WithLabelValues("http").Inc()
+	if !p.httpLn.push(hc) {
 		c.Close()
 	}
 }
@@ -177,8 +268,9 @@ func dashboardPath(path string) (name, rest string, ok bool) {
 	return name, "/" + rest, name != ""
 }
 
-// Shutdown stops accepting HTTP, lets requests finish and closes
-// passthrough connections when ctx ends.
+// Shutdown stops accepting HTTP, lets requests finish and keeps
+// passthrough connections until ctx ends (the drain timeout), then closes
+// them. Callers close their listeners first.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true
@@ -194,6 +286,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 		p.mu.Unlock()
+		<-done
 	}
 	return err
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"github.com/daskgate/daskgate/proxy"
 	"github.com/daskgate/daskgate/server"
 	"github.com/daskgate/daskgate/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -32,37 +36,78 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	ln, err := net.Listen("tcp", cfg.Address)
+	lns, err := listen(cfg)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	apiURL := cfg.APIURL
-	if apiURL == "" {
-		apiURL = "http://" + publicHost(ln.Addr().(*net.TCPAddr)) + cfg.Prefix + "/api"
-	}
-	table := proxy.NewTable()
-	srv, backend, err := build(cfg, log, db, table, apiURL)
-	if err != nil {
-		ln.Close()
 		return err
 	}
-	px, err := proxy.New(proxy.Config{API: srv, Routes: table, Prefix: cfg.Prefix, Logger: log,
-		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), DialTimeout: time.Duration(cfg.Proxy.DialTimeout)})
+	defer lns.close()
+	apiURL := cfg.APIURL
+	if apiURL == "" {
+		apiURL = "http://" + publicHost(lns.main.Addr().(*net.TCPAddr)) + cfg.Prefix + "/api"
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	table := proxy.NewTable()
+	srv, backend, err := build(cfg, log, db, table, apiURL, reg)
 	if err != nil {
-		ln.Close()
+		return err
+	}
+	px, err := newProxy(cfg, log, srv, table, reg)
+	if err != nil {
 		return err
 	}
 	backend.Start()
-	go func() { _ = px.Serve(ln) }()
-	log.Info("daskgate serving", "address", ln.Addr().String(), "prefix", cfg.Prefix, "api_url", apiURL,
-		"data_dir", cfg.DataDir, "version", Version)
+	go func() { _ = px.Serve(lns.main) }()
+	if lns.tcp != nil {
+		go func() { _ = px.ServeTCP(lns.tcp) }()
+	}
+	log.Info("daskgate serving", "address", lns.main.Addr().String(), "tcp_address", cfg.Proxy.TCPAddress,
+		"prefix", cfg.Prefix, "api_url", apiURL, "data_dir", cfg.DataDir, "version", Version)
 	<-ctx.Done()
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
-	ln.Close()
+	lns.close()
 	backend.Shutdown(sctx)
 	return px.Shutdown(sctx)
+}
+
+type listeners struct{ main, tcp net.Listener }
+
+func listen(cfg *config.Config) (*listeners, error) {
+	var l listeners
+	var err error
+	if l.main, err = net.Listen("tcp", cfg.Address); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if cfg.Proxy.TCPAddress != "" {
+		if l.tcp, err = net.Listen("tcp", cfg.Proxy.TCPAddress); err != nil {
+			l.main.Close()
+			return nil, fmt.Errorf("listen on proxy.tcp_address: %w", err)
+		}
+	}
+	return &l, nil
+}
+
+func (l *listeners) close() {
+	l.main.Close()
+	if l.tcp != nil {
+		l.tcp.Close()
+	}
+}
+
+func newProxy(cfg *config.Config, log *slog.Logger, api http.Handler, table *proxy.Table, reg prometheus.Registerer) (*proxy.Proxy, error) {
+	pc := proxy.Config{API: api, Routes: table, Prefix: cfg.Prefix, Logger: log, Registry: reg,
+		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), DialTimeout: time.Duration(cfg.Proxy.DialTimeout),
+		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs}
+	if cfg.Proxy.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.tls_cert: %w", err)
+		}
+		pc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return proxy.New(pc)
 }
 
 func openStore(dir string, log *slog.Logger) (*store.DB, error) {
@@ -81,7 +126,7 @@ func openStore(dir string, log *slog.Logger) (*store.DB, error) {
 	return db, nil
 }
 
-func build(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string) (*server.Server, *local.Backend, error) {
+func build(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, *local.Backend, error) {
 	set, err := options.New(cfg.Options.Fields)
 	if err != nil {
 		return nil, nil, err
@@ -112,7 +157,7 @@ func build(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Tabl
 	}
 	srv, err = server.New(server.Config{
 		Backend: backend, Auth: auth.NewSimple(cfg.Auth.Password), Sessions: auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge)),
-		Options: server.StaticOptions{Set: set}, ClusterConfig: cfg.Cluster, Version: apiVersion(), Logger: log,
+		Options: server.StaticOptions{Set: set}, ClusterConfig: cfg.Cluster, Version: apiVersion(), Logger: log, Registry: reg,
 	})
 	return srv, backend, err
 }
