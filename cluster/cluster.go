@@ -134,3 +134,39 @@ type User struct {
 	Groups []string `json:"groups"`
 	Admin  bool     `json:"admin"`
 }
+
+// Action is what a user asks to do, for authorization.
+type Action string
+
+// Actions an Authorizer is asked about.
+const (
+	ActionCreate    Action = "create"
+	ActionList      Action = "list"
+	ActionView      Action = "view"
+	ActionScale     Action = "scale"
+	ActionAdapt     Action = "adapt"
+	ActionStop      Action = "stop"
+	ActionDashboard Action = "dashboard"
+)
+
+// Usage is what a user's active clusters hold together.
+type Usage struct {
+	Clusters int     `json:"clusters"`
+	Workers  int     `json:"workers"`
+	Cores    float64 `json:"cores"`
+	Memory   int64   `json:"memory"`
+}
+
+// AuthzRequest is one authorization question.
+type AuthzRequest struct {
+	User   *User
+	Action Action
+	// Cluster is the cluster acted on; nil for create and list.
+	Cluster *Cluster
+	// Request is the cluster asked for, for create.
+	Request *CreateRequest
+	// Usage is the user's current usage (for quotas).
+	Usage Usage
+	// RemoteAddr is the client's address (after PROXY protocol).
+	RemoteAddr string
+}

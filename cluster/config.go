@@ -33,6 +33,12 @@ type Config struct {
 	AdaptivePeriod Duration `json:"adaptive_period"`
 	// IdleTimeout stops an idle cluster; 0 means never.
 	IdleTimeout Duration `json:"idle_timeout"`
+	// MaxLifetime stops a cluster this long after it was created, whatever
+	// it is doing; 0 means never. (Not in upstream.)
+	MaxLifetime Duration `json:"max_lifetime"`
+	// Image is the container image for the Kubernetes backend; the local
+	// backend ignores it. Kept here so policies can set it on any backend.
+	Image string `json:"image"`
 	// ClusterMaxMemory, ClusterMaxCores and ClusterMaxWorkers cap a
 	// cluster; nil means no cap. The worker cap is derived from all three.
 	ClusterMaxMemory  *Memory  `json:"cluster_max_memory"`
@@ -107,6 +113,7 @@ func (c Config) Validate() error {
 	check(c.WorkerThreads < 0, "worker_threads must be >= 0, got %d", c.WorkerThreads)
 	check(c.AdaptivePeriod < 0, "adaptive_period must be >= 0, got %s", c.AdaptivePeriod)
 	check(c.IdleTimeout < 0, "idle_timeout must be >= 0, got %s", c.IdleTimeout)
+	check(c.MaxLifetime < 0, "max_lifetime must be >= 0, got %s", c.MaxLifetime)
 	check(c.ClusterMaxWorkers != nil && *c.ClusterMaxWorkers < 0, "cluster_max_workers must be >= 0")
 	check(c.ClusterMaxCores != nil && *c.ClusterMaxCores < 0, "cluster_max_cores must be >= 0")
 	if m := c.ClusterMaxMemory; m != nil {

@@ -39,6 +39,9 @@ type Config struct {
 	Log             Log              `json:"log"`
 	Auth            Auth             `json:"auth"`
 	Options         Options          `json:"options"`
+	// Policies are Rego files or directories (package daskgate.options,
+	// daskgate.authz); empty means the built-in behaviour (upstream's).
+	Policies []string `json:"policies"`
 	// Cluster is the ClusterConfig every cluster starts from.
 	Cluster cluster.Config `json:"cluster"`
 	Backend Backend        `json:"backend"`

@@ -100,3 +100,16 @@ def wait_for(pred, timeout=30, interval=0.2, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def no_gc_during_test():
+    """dask_gateway.Gateway.__del__ calls close(), which blocks on its event
+    loop; if the garbage collector runs it inside another Gateway's loop
+    thread, that loop deadlocks. Collect only between tests."""
+    import gc
+
+    gc.disable()
+    yield
+    gc.enable()
+    gc.collect()

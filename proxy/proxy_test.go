@@ -169,3 +169,15 @@ func TestTableConcurrent(t *testing.T) {
 	}
 	<-done
 }
+
+func TestTableReplace(t *testing.T) {
+	table := NewTable()
+	table.SetCluster("old", "tls://a:1", "")
+	table.Replace(map[string]Route{"new": {Scheduler: "tls://b:2", Dashboard: "http://b:3"}})
+	if _, ok := table.Lookup("old"); ok {
+		t.Fatal("old route survived Replace")
+	}
+	if r, ok := table.Lookup("new"); !ok || r.Scheduler != "b:2" || table.Len() != 1 {
+		t.Fatalf("new route = %+v", r)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"maps"
 	"strings"
 	"sync"
@@ -59,3 +60,24 @@ func (t *Table) Lookup(name string) (Route, bool) {
 
 // Len is the number of routed clusters.
 func (t *Table) Len() int { return len(*t.routes.Load()) }
+
+// Replace swaps in a whole new set of routes at once (a full fetch, as a
+// watch-based source does after a resync).
+func (t *Table) Replace(routes map[string]Route) {
+	m := make(map[string]Route, len(routes))
+	for name, r := range routes {
+		r.Scheduler = strings.TrimPrefix(r.Scheduler, "tls://")
+		m[name] = r
+	}
+	t.mu.Lock()
+	t.routes.Store(&m)
+	t.mu.Unlock()
+}
+
+// RouteSource feeds a Table from somewhere else than the local backend,
+// which calls SetCluster/RemoveCluster itself: for example a Kubernetes
+// watch of DaskCluster objects. Run does a full fetch (Replace), then
+// applies changes until ctx ends.
+type RouteSource interface {
+	Run(ctx context.Context, t *Table) error
+}

@@ -11,6 +11,14 @@ import (
 
 type userKey struct{}
 
+type remoteKey struct{}
+
+// remoteAddr is the client address of the request in ctx.
+func remoteAddr(ctx context.Context) string {
+	s, _ := ctx.Value(remoteKey{}).(string)
+	return s
+}
+
 // userHandler is a handler that needs an authenticated user.
 type userHandler func(w http.ResponseWriter, r *http.Request, u *cluster.User) error
 

@@ -100,7 +100,7 @@ func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, u *cluster
 	b.WriteByte('{')
 	n := 0
 	for _, c := range cs {
-		if ok, _, err := s.cfg.Authorizer.Authorize(r.Context(), AuthzRequest{User: u, Action: ActionView, Cluster: c}); err != nil || !ok {
+		if ok, _, err := s.cfg.Authorizer.Authorize(r.Context(), cluster.AuthzRequest{User: u, Action: cluster.ActionView, Cluster: c}); err != nil || !ok {
 			continue
 		}
 		if n > 0 {
@@ -136,9 +136,6 @@ func parseStatuses(r *http.Request) (map[cluster.Status]bool, error) {
 }
 
 func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
-	if err := s.authorize(r.Context(), u, ActionCreate, nil, http.StatusUnprocessableEntity); err != nil {
-		return err
-	}
 	var body struct {
 		Options json.RawMessage `json:"cluster_options"`
 	}
@@ -149,12 +146,50 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, u *cluste
 	if err != nil {
 		return err
 	}
+	// Usage, the create decision and the create itself happen under the
+	// user's lock, so concurrent creates cannot both slip under a quota.
+	unlock := s.userLocks.lock(u.Name)
+	defer unlock()
+	usage, err := s.usage(r.Context(), u.Name)
+	if err != nil {
+		return err
+	}
+	ok, reason, err := s.cfg.Authorizer.Authorize(r.Context(), cluster.AuthzRequest{
+		User: u, Action: cluster.ActionCreate, Request: &req, Usage: usage, RemoteAddr: r.RemoteAddr})
+	if err := denial(err, ok, reason, u, cluster.ActionCreate, http.StatusUnprocessableEntity); err != nil {
+		return err
+	}
 	c, err := s.cfg.Backend.Create(r.Context(), req)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, map[string]string{"name": c.Name})
 	return nil
+}
+
+// usage adds up a user's active clusters.
+func (s *Server) usage(ctx context.Context, user string) (cluster.Usage, error) {
+	cs, err := s.cfg.Backend.List(ctx, func(c *cluster.Cluster) bool {
+		return c.Username == user && (c.Status == cluster.Pending || c.Status == cluster.Running)
+	})
+	var u cluster.Usage
+	for _, c := range cs {
+		u.Clusters++
+		u.Workers += c.Workers
+		u.Cores += c.Config.SchedulerCores + float64(c.Workers)*c.Config.WorkerCores
+		u.Memory += int64(c.Config.SchedulerMemory) + int64(c.Workers)*int64(c.Config.WorkerMemory)
+	}
+	return u, err
+}
+
+// userLocks serialises one user's creates.
+type userLocks struct{ m sync.Map }
+
+func (l *userLocks) lock(user string) func() {
+	v, _ := l.m.LoadOrStore(user, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // buildCluster validates options, runs the handler and builds the
@@ -169,8 +204,8 @@ func (s *Server) buildCluster(ctx context.Context, u *cluster.User, raw json.Raw
 		return cluster.CreateRequest{}, unprocessable(err)
 	}
 	ov, strict, err := s.cfg.Options.Handle(ctx, u, vals, set.Transform(vals))
-	if ue := (*UserError)(nil); errors.As(err, &ue) {
-		return cluster.CreateRequest{}, unprocessable(ue)
+	if msg, ok := userMessage(err); ok {
+		return cluster.CreateRequest{}, unprocessable(errors.New(msg))
 	} else if err != nil {
 		return cluster.CreateRequest{}, err // a broken handler is our fault: 500
 	}
@@ -203,7 +238,7 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 // lookup finds the cluster in the path and checks the user may act on it.
-func (s *Server) lookup(r *http.Request, u *cluster.User, action Action) (*cluster.Cluster, error) {
+func (s *Server) lookup(r *http.Request, u *cluster.User, action cluster.Action) (*cluster.Cluster, error) {
 	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
 	c, err := s.cfg.Backend.Get(r.Context(), name)
 	if errors.Is(err, cluster.ErrNotFound) {
@@ -215,8 +250,15 @@ func (s *Server) lookup(r *http.Request, u *cluster.User, action Action) (*clust
 	return c, s.authorize(r.Context(), u, action, c, http.StatusForbidden)
 }
 
-func (s *Server) authorize(ctx context.Context, u *cluster.User, action Action, c *cluster.Cluster, code int) error {
-	ok, reason, err := s.cfg.Authorizer.Authorize(ctx, AuthzRequest{User: u, Action: action, Cluster: c})
+func (s *Server) authorize(ctx context.Context, u *cluster.User, action cluster.Action, c *cluster.Cluster, code int) error {
+	ok, reason, err := s.cfg.Authorizer.Authorize(ctx, cluster.AuthzRequest{User: u, Action: action, Cluster: c,
+		RemoteAddr: remoteAddr(ctx)})
+	return denial(err, ok, reason, u, action, code)
+}
+
+// denial turns an authorization answer into an error: the policy's
+// reason with code, or a 500 when the policy itself failed.
+func denial(err error, ok bool, reason string, u *cluster.User, action cluster.Action, code int) error {
 	if err != nil {
 		return err
 	}
@@ -230,7 +272,7 @@ func (s *Server) authorize(ctx context.Context, u *cluster.User, action Action, 
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
-	c, err := s.lookup(r, u, ActionView)
+	c, err := s.lookup(r, u, cluster.ActionView)
 	if err != nil {
 		return err
 	}
@@ -277,7 +319,7 @@ func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
-		if err := s.authorize(r.Context(), u, ActionStop, c, http.StatusForbidden); err != nil {
+		if err := s.authorize(r.Context(), u, cluster.ActionStop, c, http.StatusForbidden); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/daskgate/daskgate/cluster"
 	"github.com/daskgate/daskgate/options"
@@ -18,10 +19,23 @@ type OptionHandler interface {
 	Handle(ctx context.Context, u *cluster.User, values options.Values, transformed map[string]any) (overrides map[string]any, strict bool, err error)
 }
 
-// UserError is a handler's message for the user (a 422).
+// UserError is a handler's message for the user (a 422). Any error with
+// a UserMessage() string method counts the same, so handlers need not
+// import this package.
 type UserError struct{ Msg string }
 
 func (e *UserError) Error() string { return e.Msg }
+
+// UserMessage is the text shown to the user.
+func (e *UserError) UserMessage() string { return e.Msg }
+
+func userMessage(err error) (string, bool) {
+	var um interface{ UserMessage() string }
+	if errors.As(err, &um) {
+		return um.UserMessage(), true
+	}
+	return "", false
+}
 
 // StaticOptions serves fixed fields and passes the transformed values
 // through as overrides, ignoring keys that are not settings (upstream's

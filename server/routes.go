@@ -38,7 +38,15 @@ func (s *Server) routes() *httprouter.Router {
 	return r
 }
 
+// health answers "pass", or "warn" with the problem while the gateway
+// still serves (a broken policy edit: the last good policy is in use).
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
+	if s.cfg.Health != nil {
+		if err := s.cfg.Health(); err != nil {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "warn", "policy": err.Error()})
+			return nil
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "pass"})
 	return nil
 }

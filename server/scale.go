@@ -73,7 +73,7 @@ type scaleReply struct {
 }
 
 func (s *Server) scaleCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
-	c, err := s.lookup(r, u, ActionScale)
+	c, err := s.lookup(r, u, cluster.ActionScale)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func (s *Server) scaleCluster(w http.ResponseWriter, r *http.Request, u *cluster
 }
 
 func (s *Server) adaptCluster(w http.ResponseWriter, r *http.Request, u *cluster.User) error {
-	c, err := s.lookup(r, u, ActionAdapt)
+	c, err := s.lookup(r, u, cluster.ActionAdapt)
 	if err != nil {
 		return err
 	}

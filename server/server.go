@@ -61,15 +61,19 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Scheduler talks to schedulers' /api/comm; nil means defaults.
 	Scheduler *SchedulerClient
+	// Health reports a degraded dependency (a policy reload that failed
+	// while the last good policy serves) in /api/health; nil means none.
+	Health func() error
 }
 
 // Server is the API handler.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	router  *httprouter.Router
-	metrics *metrics
-	encoded encodedClusters
+	cfg       Config
+	log       *slog.Logger
+	router    *httprouter.Router
+	metrics   *metrics
+	encoded   encodedClusters
+	userLocks userLocks
 }
 
 // New checks cfg and builds the routes.

@@ -380,3 +380,43 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+type quota struct{ max int }
+
+func (q quota) Authorize(_ context.Context, req cluster.AuthzRequest) (bool, string, error) {
+	if req.Action == cluster.ActionCreate && req.Usage.Clusters >= q.max {
+		return false, "Quota exceeded", nil
+	}
+	return true, "", nil
+}
+
+// TestQuotaIsAtomic: N parallel creates against a limit of k give exactly k.
+func TestQuotaIsAtomic(t *testing.T) {
+	const n, k = 24, 3
+	a := newAPI(t, func(c *Config) { c.Authorizer = quota{max: k} })
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			code, body, _ := a.do("POST", "/api/v1/clusters/", "alice", `{}`)
+			if code == 422 && body != `{"error":"Quota exceeded"}` {
+				t.Errorf("denial body %s", body)
+			}
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	created := 0
+	for c := range codes {
+		if c == 201 {
+			created++
+		}
+	}
+	if created != k {
+		t.Fatalf("created %d clusters with a quota of %d", created, k)
+	}
+	if code, _, _ := a.do("POST", "/api/v1/clusters/", "bob", `{}`); code != 201 {
+		t.Fatalf("another user's quota is separate: %d", code)
+	}
+}

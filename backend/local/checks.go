@@ -40,7 +40,9 @@ func (b *Backend) checkTimeouts(now time.Time) {
 			continue
 		}
 		age := now.Sub(time.UnixMilli(r.StartTime))
-		switch {
+		switch limit := time.Duration(r.Config.MaxLifetime); {
+		case limit > 0 && age > limit:
+			b.setTarget(r, false, "max_lifetime of "+limit.String()+" reached")
 		case r.Status <= jobSubmitted && age > b.cfg.ClusterStartTimeout:
 			b.setTarget(r, true, "cluster did not start within "+b.cfg.ClusterStartTimeout.String())
 		case r.Status == jobRunning && now.Sub(r.lastHeartbeat) > b.cfg.HeartbeatTimeout:

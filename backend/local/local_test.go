@@ -259,12 +259,15 @@ func TestTimeoutsAndPurge(t *testing.T) {
 		"silent":        {Name: "silent", Status: jobRunning, Target: jobRunning, StartTime: old, lastHeartbeat: now.Add(-time.Minute), Workers: map[string]*worker{}},
 		"slow-worker": {Name: "slow-worker", Status: jobRunning, Target: jobRunning, StartTime: old, lastHeartbeat: now, Workers: map[string]*worker{
 			"w": {Name: "w", Status: jobSubmitted, Target: jobRunning, StartTime: old}}},
+		"too-old": {Name: "too-old", Status: jobRunning, Target: jobRunning, StartTime: old, lastHeartbeat: now,
+			Config: cluster.Config{MaxLifetime: cluster.Duration(time.Minute)}, Workers: map[string]*worker{}},
 		"fresh":   {Name: "fresh", Status: jobSubmitted, Target: jobRunning, StartTime: now.UnixMilli(), Workers: map[string]*worker{}},
 		"ancient": {Name: "ancient", Status: jobStopped, Target: jobStopped, StopTime: now.Add(-25 * time.Hour).UnixMilli()},
 		"recent":  {Name: "recent", Status: jobStopped, Target: jobStopped, StopTime: now.Add(-time.Hour).UnixMilli()},
 	}
 	b.checkTimeouts(now)
-	for name, want := range map[string]jobStatus{"never-started": jobFailed, "silent": jobFailed, "slow-worker": jobRunning, "fresh": jobRunning} {
+	for name, want := range map[string]jobStatus{"never-started": jobFailed, "silent": jobFailed, "slow-worker": jobRunning,
+		"fresh": jobRunning, "too-old": jobStopped} {
 		if got := b.clusters[name].Target; got != want {
 			t.Errorf("%s target = %d, want %d", name, got, want)
 		}

@@ -1,6 +1,8 @@
 // Command daskgate is a drop-in replacement for dask-gateway-server.
 //
 //	daskgate serve [--config daskgate.yaml] [--address 127.0.0.1:8000] ...
+//	daskgate policy eval DECISION --policy PATH [--input x.json] [--user NAME --groups a,b]
+//	daskgate policy test PATH...
 //	daskgate version
 package main
 
@@ -33,16 +35,18 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: daskgate serve|version [flags]")
+		return errors.New("usage: daskgate serve|policy|version [flags]")
 	}
 	switch args[0] {
 	case "serve":
 		return serveCmd(args[1:])
+	case "policy":
+		return policyCmd(args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve or version)", args[0])
+	return fmt.Errorf("unknown command %q (want serve, policy or version)", args[0])
 }
 
 func serveCmd(args []string) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/daskgate/daskgate/backend/local"
 	"github.com/daskgate/daskgate/config"
 	"github.com/daskgate/daskgate/options"
+	"github.com/daskgate/daskgate/policy"
 	"github.com/daskgate/daskgate/proxy"
 	"github.com/daskgate/daskgate/server"
 	"github.com/daskgate/daskgate/store"
@@ -48,7 +49,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	table := proxy.NewTable()
-	srv, backend, err := build(cfg, log, db, table, apiURL, reg)
+	srv, backend, err := build(ctx, cfg, log, db, table, apiURL, reg)
 	if err != nil {
 		return err
 	}
@@ -126,10 +127,19 @@ func openStore(dir string, log *slog.Logger) (*store.DB, error) {
 	return db, nil
 }
 
-func build(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, *local.Backend, error) {
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, *local.Backend, error) {
 	set, err := options.New(cfg.Options.Fields)
 	if err != nil {
 		return nil, nil, err
+	}
+	sc := server.Config{Options: server.StaticOptions{Set: set}, Health: func() error { return nil }}
+	if len(cfg.Policies) > 0 {
+		engine, err := policy.New(ctx, policy.Config{Paths: cfg.Policies, Static: set, Logger: log, Registry: reg})
+		if err != nil {
+			return nil, nil, fmt.Errorf("policies: %w", err)
+		}
+		go engine.Watch(ctx)
+		sc.Options, sc.Authorizer, sc.Health = engine, engine, engine.Err
 	}
 	var srv *server.Server
 	b := cfg.Backend
@@ -155,10 +165,9 @@ func build(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Tabl
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err = server.New(server.Config{
-		Backend: backend, Auth: auth.NewSimple(cfg.Auth.Password), Sessions: auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge)),
-		Options: server.StaticOptions{Set: set}, ClusterConfig: cfg.Cluster, Version: apiVersion(), Logger: log, Registry: reg,
-	})
+	sc.Backend, sc.Auth, sc.Sessions = backend, auth.NewSimple(cfg.Auth.Password), auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
+	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
+	srv, err = server.New(sc)
 	return srv, backend, err
 }
 

@@ -1,0 +1,15 @@
+# Built-in authorization, used when no loaded policy declares package
+# daskgate.authz: upstream's owner-only rule with its messages.
+package daskgate.authz
+
+default allow := false
+
+allow if input.action in {"create", "list"}
+
+allow if input.cluster.owner == input.user.name
+
+verb := "stop" if input.action == "stop"
+
+else := "view"
+
+reason := sprintf("User %s lacks permissions to %s cluster %s", [input.user.name, verb, input.cluster.name]) if not allow
