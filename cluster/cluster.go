@@ -140,13 +140,12 @@ type Action string
 
 // Actions an Authorizer is asked about.
 const (
-	ActionCreate    Action = "create"
-	ActionList      Action = "list"
-	ActionView      Action = "view"
-	ActionScale     Action = "scale"
-	ActionAdapt     Action = "adapt"
-	ActionStop      Action = "stop"
-	ActionDashboard Action = "dashboard"
+	ActionCreate Action = "create"
+	ActionList   Action = "list"
+	ActionView   Action = "view"
+	ActionScale  Action = "scale"
+	ActionAdapt  Action = "adapt"
+	ActionStop   Action = "stop"
 )
 
 // Usage is what a user's active clusters hold together.

@@ -63,7 +63,7 @@ func TestWithOverrides(t *testing.T) {
 	base := DefaultConfig()
 	c, ignored, err := base.WithOverrides(map[string]any{
 		"worker_cores": 2, "worker_memory": "4 G", "idle_timeout": 30.5, "adaptive_period": "1s",
-		"environment": map[string]any{"A": "b"}, "scheduler_cmd": "my-scheduler", "image": "x",
+		"environment": map[string]any{"A": "b"}, "scheduler_cmd": "my-scheduler", "flavor": "x",
 	}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -72,14 +72,14 @@ func TestWithOverrides(t *testing.T) {
 		c.AdaptivePeriod != Duration(time.Second) || c.Environment["A"] != "b" || len(c.SchedulerCmd) != 1 || c.Threads() != 2 {
 		t.Fatalf("overrides not applied: %+v", c)
 	}
-	if len(ignored) != 1 || ignored[0] != "image" {
+	if len(ignored) != 1 || ignored[0] != "flavor" {
 		t.Fatalf("ignored = %v", ignored)
 	}
 	if len(base.Environment) != 0 {
 		t.Fatal("base config was modified")
 	}
-	_, _, err = base.WithOverrides(map[string]any{"image": "x", "worker_cores": "two"}, true)
-	for _, want := range []string{"image is not a cluster config setting", "invalid value for worker_cores"} {
+	_, _, err = base.WithOverrides(map[string]any{"flavor": "x", "worker_cores": "two"}, true)
+	for _, want := range []string{"flavor is not a cluster config setting", "invalid value for worker_cores"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("strict error %v lacks %q", err, want)
 		}
