@@ -17,13 +17,13 @@ import (
 // policyCmd implements `daskgate policy eval|test`.
 func policyCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: daskgate policy eval DECISION --policy PATH [--input x.json] | daskgate policy test PATH...")
+		return errors.New("usage: daskgate policy eval DECISION --policy PATH [--input x.json] | daskgate policy test PATH [PATH]")
 	}
 	ctx := context.Background()
 	switch args[0] {
 	case "test":
 		if len(args) < 2 {
-			return errors.New("usage: daskgate policy test PATH...")
+			return errors.New("usage: daskgate policy test PATH [PATH]")
 		}
 		passed, failed, err := policy.RunTests(ctx, stdout, args[1:]...)
 		if err != nil {
