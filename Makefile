@@ -10,7 +10,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build venv run test test-go test-e2e check bench clean
+.PHONY: help build venv run test test-go test-e2e check bench examples wasm-fixtures clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,12 +29,18 @@ venv: $(VENV)/.installed ## create .venv with dask-gateway, distributed, bokeh, 
 run: build venv ## run the gateway on 127.0.0.1:8000 (local processes, embedded store); ARGS="--config x.yaml"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(BIN) serve $(ARGS)
 
-test: build venv test-go test-e2e ## everything: Go tests with -race, then e2e with the real client
+examples: ## build the Go WASM example module (standard toolchain, GOOS=wasip1)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/wasm/go/handler.wasm ./examples/wasm/go
+
+wasm-fixtures: ## rebuild checked-in .wat test fixtures (needs wat2wasm from Debian's wabt)
+	wat2wasm wasm/testdata/minimal/minimal.wat -o wasm/testdata/minimal/minimal.wasm
+
+test: build venv examples test-go test-e2e ## everything: Go tests with -race, then e2e with the real client
 
 test-go: ## Go unit and integration tests (-race)
 	$(GO) test -race -count=1 ./...
 
-test-e2e: build venv ## pytest e2e/ against bin/daskgate with real dask processes
+test-e2e: build venv examples ## pytest e2e/ against bin/daskgate with real dask processes
 	DASKGATE_BIN="$(CURDIR)/$(BIN)" $(VENV)/bin/python -m pytest -v e2e $(PYTEST_ARGS)
 
 check: ## gofmt, go vet, staticcheck, go mod tidy; fails on a dirty tree
@@ -44,8 +50,10 @@ check: ## gofmt, go vet, staticcheck, go mod tidy; fails on a dirty tree
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || (echo "go.mod/go.sum not tidy"; exit 1)
 
-bench: build venv ## API and cluster-start benchmarks (prints numbers)
+bench: build venv ## API, cluster-start, proxy and decision benchmarks (prints numbers)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(GO) run ./bench/api -bin $(BIN)
+	$(GO) run ./bench/proxy
+	$(GO) test -run xxx -bench . -benchtime 20000x ./policy ./wasm
 
 clean: ## remove build outputs and the venv
 	rm -rf bin $(VENV)

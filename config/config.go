@@ -40,8 +40,12 @@ type Config struct {
 	Auth            Auth             `json:"auth"`
 	Options         Options          `json:"options"`
 	// Policies are Rego files or directories (package daskgate.options,
-	// daskgate.authz); empty means the built-in behaviour (upstream's).
+	// daskgate.authz) and at most one .wasm module (daskgate-abi/1), which
+	// answers the decisions it exports in front of the Rego ones; empty
+	// means the built-in behaviour (upstream's).
 	Policies []string `json:"policies"`
+	// WASM limits the .wasm policy module.
+	WASM WASM `json:"wasm"`
 	// Cluster is the ClusterConfig every cluster starts from.
 	Cluster cluster.Config `json:"cluster"`
 	Backend Backend        `json:"backend"`
@@ -117,6 +121,16 @@ type Proxy struct {
 	DialTimeout cluster.Duration `json:"dial_timeout"`
 }
 
+// WASM configures the WebAssembly policy module.
+type WASM struct {
+	// SHA256 pins the module: another file is refused at load and reload.
+	SHA256 string `json:"sha256"`
+	// Timeout bounds one call.
+	Timeout cluster.Duration `json:"timeout"`
+	// MemoryLimit caps the module's memory.
+	MemoryLimit cluster.Memory `json:"memory_limit"`
+}
+
 // ProxyProtocol configures PROXY protocol on the public listeners.
 type ProxyProtocol struct {
 	// TrustedCIDRs may send a PROXY header; from anyone else it is not read.
@@ -144,6 +158,7 @@ func Default() Config {
 			SigintTimeout: dur(10 * time.Second), SigtermTimeout: dur(5 * time.Second), SigkillTimeout: dur(5 * time.Second),
 		},
 		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), DialTimeout: dur(10 * time.Second)},
+		WASM:  WASM{Timeout: dur(100 * time.Millisecond), MemoryLimit: 64 << 20},
 	}
 }
 
@@ -265,6 +280,18 @@ func (c *Config) Validate() error {
 				add(fmt.Errorf("proxy.proxy_protocol.trusted_cidrs: %q is not a CIDR or address", cidr))
 			}
 		}
+	}
+	nwasm := 0
+	for _, p := range c.Policies {
+		if strings.HasSuffix(p, ".wasm") {
+			nwasm++
+		}
+	}
+	if nwasm > 1 {
+		add(errors.New("policies: at most one .wasm module"))
+	}
+	if c.WASM.MemoryLimit < 1<<16 || c.WASM.Timeout <= 0 {
+		add(errors.New("wasm: memory_limit must be at least 64K and timeout positive"))
 	}
 	if c.DataDir == "" {
 		add(errors.New("data_dir: must not be empty"))

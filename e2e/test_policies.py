@@ -98,3 +98,30 @@ def test_hot_reload(gateway_factory, tmp_path):
         import json, urllib.request
         health = json.loads(urllib.request.urlopen(gw.address + "/api/health").read())
         assert health["status"] == "warn" and "p0.rego" in health["policy"]
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("engine", ["rego", "wasm"])
+def test_options_engines_agree(gateway_factory, engine):
+    """The seed handler as Rego and as a Go WASM module: same fields, same processes."""
+    if engine == "rego":
+        path = ROOT / "examples" / "rego" / "worker_resources"
+    else:
+        path = ROOT / "examples" / "wasm" / "go" / "handler.wasm"
+        assert path.exists(), "build it with `make examples` (make test does)"
+    gw = gateway_factory({"policies": [str(path)]})
+    with connect(gw, "alice") as g:
+        opts = g.cluster_options()
+        assert list(opts) == ["worker_cores", "worker_memory", "image"]
+        opts.worker_cores = 3
+        opts.worker_memory = 1.5
+        with g.new_cluster(opts) as cluster:
+            cluster.scale(1)
+            client = cluster.get_client()
+            client.wait_for_workers(1, timeout=60)
+            (worker,) = client.scheduler_info()["workers"].values()
+            assert worker["nthreads"] == 3
+            assert worker["memory_limit"] == int(1.5 * 2**30)
+            client.close()

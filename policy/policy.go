@@ -17,8 +17,6 @@ package policy
 import (
 	"context"
 	_ "embed"
-	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -134,36 +132,3 @@ func (e *Engine) reloadIfChanged(ctx context.Context) {
 	e.m.revision(c.revision)
 	e.log.Info("policies reloaded", "files", len(c.files), "revision", c.revision)
 }
-
-// Error is a policy failure: a runtime error in Rego, a wrong output
-// shape, or a panic. The server answers 500 for that request only.
-type Error struct {
-	Decision string
-	Err      error
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("policy decision %s: %v", e.Decision, e.Err) }
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Denied carries the messages an options policy returned in errors; the
-// server shows them to the user as a 422.
-type Denied struct{ Messages []string }
-
-func (d *Denied) Error() string { return joinMessages(d.Messages) }
-
-// UserMessage is what the client's ValueError says.
-func (d *Denied) UserMessage() string { return joinMessages(d.Messages) }
-
-func joinMessages(ms []string) string {
-	if len(ms) == 0 {
-		return "options rejected by policy"
-	}
-	out := ms[0]
-	for _, m := range ms[1:] {
-		out += "; " + m
-	}
-	return out
-}
-
-var errShape = errors.New("unexpected output shape")

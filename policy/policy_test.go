@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/daskgate/daskgate/cluster"
+	"github.com/daskgate/daskgate/decision"
 	"github.com/daskgate/daskgate/options"
 )
 
@@ -100,7 +101,7 @@ func TestOptionsPolicy(t *testing.T) {
 		t.Fatalf("handle = %v %v %v", ov, strict, err)
 	}
 	_, _, err = e.Handle(ctx, alice, nil, map[string]any{"mem_gib": 6.0})
-	var d *Denied
+	var d *decision.Denied
 	if !errors.As(err, &d) || d.UserMessage() != "mem_gib above 4 needs the big group" {
 		t.Fatalf("denied = %v", err)
 	}
@@ -111,11 +112,11 @@ func TestPolicyFailuresAreContained(t *testing.T) {
 		"o.rego": "package daskgate.options\nconfig := x if { x := 1 / input.options.zero }\nfields := 7\n",
 	})
 	ctx := context.Background()
-	if _, err := e.Fields(ctx, alice); !errors.As(err, new(*Error)) {
+	if _, err := e.Fields(ctx, alice); !errors.As(err, new(*decision.Error)) {
 		t.Fatalf("bad fields shape: %v", err)
 	}
 	_, _, err := e.Handle(ctx, alice, nil, map[string]any{"zero": 0})
-	if !errors.As(err, new(*Error)) {
+	if !errors.As(err, new(*decision.Error)) {
 		t.Fatalf("division by zero: %v", err)
 	}
 	// The engine still answers other decisions.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/daskgate/daskgate/decision"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -40,18 +41,18 @@ func RunTests(ctx context.Context, w io.Writer, paths ...string) (passed, failed
 
 // Eval answers one decision ("fields", "options" or "authorize") for a raw
 // JSON input, as the server would, and returns the outputs by rule.
-func (e *Engine) Eval(ctx context.Context, decision string, input map[string]any) (map[string]any, error) {
+func (e *Engine) Eval(ctx context.Context, name string, input map[string]any) (map[string]any, error) {
 	rules := map[string][]string{
 		"fields":    {"fields"},
 		"options":   {"options.errors", "options.config"},
 		"authorize": {"authz.allow", "authz.reason"},
-	}[decision]
+	}[name]
 	if rules == nil {
-		return nil, fmt.Errorf("unknown decision %q (want fields, options or authorize)", decision)
+		return nil, fmt.Errorf("unknown decision %q (want fields, options or authorize)", name)
 	}
 	out := map[string]any{}
 	for _, q := range rules {
-		v, ok, err := e.eval(ctx, decision, q, toValue(plain(input).(map[string]any)))
+		v, ok, err := e.eval(ctx, name, q, toValue(decision.Plain(input).(map[string]any)))
 		if err != nil {
 			return nil, err
 		}

@@ -8,16 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/daskgate/daskgate/policy"
+	"github.com/daskgate/daskgate/wasm"
 )
 
 // policyCmd implements `daskgate policy eval|test`.
 func policyCmd(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: daskgate policy eval DECISION --policy PATH [--input x.json] | daskgate policy test PATH [PATH]")
+		return errors.New("usage: daskgate policy eval|test|check (see docs/policies.md)")
 	}
 	ctx := context.Background()
 	switch args[0] {
@@ -36,8 +38,10 @@ func policyCmd(args []string, stdout io.Writer) error {
 		return nil
 	case "eval":
 		return policyEval(ctx, args[1:], stdout)
+	case "check":
+		return policyCheck(ctx, args[1:], stdout)
 	}
-	return fmt.Errorf("unknown policy command %q (want eval or test)", args[0])
+	return fmt.Errorf("unknown policy command %q (want eval, test or check)", args[0])
 }
 
 type listFlag []string
@@ -67,17 +71,19 @@ func policyEval(ctx context.Context, args []string, stdout io.Writer) error {
 	if *user != "" || *groups != "" || *admin {
 		in["user"] = map[string]any{"name": *user, "groups": splitList(*groups), "admin": *admin}
 	}
-	e, err := policy.New(ctx, policy.Config{Paths: paths})
+	var out any
+	var revision string
+	var took time.Duration
+	if len(paths) == 1 && strings.HasSuffix(paths[0], ".wasm") {
+		out, revision, took, err = evalWASM(ctx, paths[0], decision, in)
+	} else {
+		out, revision, took, err = evalRego(ctx, paths, decision, in)
+	}
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	out, err := e.Eval(ctx, decision, in)
-	if err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(map[string]any{"decision": decision, "revision": e.Revision(),
-		"result": out, "duration": time.Since(start).String()}, "", "  ")
+	b, _ := json.MarshalIndent(map[string]any{"decision": decision, "revision": revision,
+		"result": out, "duration": took.String()}, "", "  ")
 	fmt.Fprintln(stdout, string(b))
 	return nil
 }
@@ -102,4 +108,62 @@ func splitList(s string) []any {
 		}
 	}
 	return out
+}
+
+func evalRego(ctx context.Context, paths []string, decision string, in map[string]any) (any, string, time.Duration, error) {
+	e, err := policy.New(ctx, policy.Config{Paths: paths})
+	if err != nil {
+		return nil, "", 0, err
+	}
+	start := time.Now()
+	out, err := e.Eval(ctx, decision, in)
+	return out, e.Revision(), time.Since(start), err
+}
+
+func evalWASM(ctx context.Context, path, decision string, in map[string]any) (any, string, time.Duration, error) {
+	m, err := wasm.Load(ctx, wasm.Config{Path: path})
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer m.Close(ctx)
+	b, _ := json.Marshal(in)
+	start := time.Now()
+	raw, err := m.Call(ctx, decision, b)
+	took := time.Since(start)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	var out any
+	err = json.Unmarshal(raw, &out)
+	return out, m.Digest()[:12], took, err
+}
+
+// policyCheck loads a .wasm module and reports its ABI, exports and the
+// decisions it implements.
+func policyCheck(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("policy check", flag.ContinueOnError)
+	cacheDir := fs.String("cache-dir", "", "wazero compilation cache directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: daskgate policy check [--cache-dir DIR] module.wasm")
+	}
+	start := time.Now()
+	m, err := wasm.Load(ctx, wasm.Config{Path: fs.Arg(0), CacheDir: *cacheDir})
+	if err != nil {
+		return err
+	}
+	defer m.Close(ctx)
+	var decisions []string
+	for _, d := range wasm.Decisions {
+		if m.Implements(d) {
+			decisions = append(decisions, d)
+		}
+	}
+	exports := m.Exports()
+	slices.Sort(exports)
+	fmt.Fprintf(stdout, "module:    %s\nsha256:    %s\nabi:       daskgate-abi/%d\nexports:   %s\ndecisions: %s\nload:      %v\n",
+		m.Name(), m.Digest(), wasm.ABIVersion, strings.Join(exports, ", "), strings.Join(decisions, ", "), time.Since(start).Round(time.Millisecond))
+	return nil
 }

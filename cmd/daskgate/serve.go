@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/daskgate/daskgate/auth"
@@ -19,6 +20,7 @@ import (
 	"github.com/daskgate/daskgate/proxy"
 	"github.com/daskgate/daskgate/server"
 	"github.com/daskgate/daskgate/store"
+	"github.com/daskgate/daskgate/wasm"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -132,14 +134,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, db *store.
 	if err != nil {
 		return nil, nil, err
 	}
-	sc := server.Config{Options: server.StaticOptions{Set: set}, Health: func() error { return nil }}
-	if len(cfg.Policies) > 0 {
-		engine, err := policy.New(ctx, policy.Config{Paths: cfg.Policies, Static: set, Logger: log, Registry: reg})
-		if err != nil {
-			return nil, nil, fmt.Errorf("policies: %w", err)
-		}
-		go engine.Watch(ctx)
-		sc.Options, sc.Authorizer, sc.Health = engine, engine, engine.Err
+	sc, err := policies(ctx, cfg, log, reg, set)
+	if err != nil {
+		return nil, nil, err
 	}
 	var srv *server.Server
 	b := cfg.Backend
@@ -169,6 +166,51 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, db *store.
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	srv, err = server.New(sc)
 	return srv, backend, err
+}
+
+// policies builds the decision chain: the .wasm module (for what it
+// exports), then the Rego policies, then the built-in defaults.
+func policies(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *prometheus.Registry, set *options.Set) (server.Config, error) {
+	sc := server.Config{Options: server.StaticOptions{Set: set}, Authorizer: server.OwnerOnly{}}
+	var regoPaths []string
+	wasmPath := ""
+	for _, p := range cfg.Policies {
+		if strings.HasSuffix(p, ".wasm") {
+			wasmPath = p
+		} else {
+			regoPaths = append(regoPaths, p)
+		}
+	}
+	var checks []func() error
+	if len(regoPaths) > 0 {
+		engine, err := policy.New(ctx, policy.Config{Paths: regoPaths, Static: set, Logger: log, Registry: reg})
+		if err != nil {
+			return sc, fmt.Errorf("policies: %w", err)
+		}
+		go engine.Watch(ctx)
+		sc.Options, sc.Authorizer = engine, engine
+		checks = append(checks, engine.Err)
+	}
+	if wasmPath != "" {
+		engine, err := wasm.NewEngine(ctx, wasm.Config{Path: wasmPath, SHA256: cfg.WASM.SHA256, Logger: log,
+			Timeout: time.Duration(cfg.WASM.Timeout), MemoryLimit: uint32(cfg.WASM.MemoryLimit),
+			CacheDir: filepath.Join(cfg.DataDir, "wasm-cache")}, sc.Options, sc.Authorizer)
+		if err != nil {
+			return sc, fmt.Errorf("policies: %w", err)
+		}
+		go engine.Watch(ctx, time.Second)
+		sc.Options, sc.Authorizer = engine, engine
+		checks = append(checks, engine.Err)
+	}
+	sc.Health = func() error {
+		for _, c := range checks {
+			if err := c(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return sc, nil
 }
 
 // publicHost is the listen address as schedulers should dial it: an
