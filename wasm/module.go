@@ -89,7 +89,7 @@ type Module struct {
 	runtime  wazero.Runtime
 	compiled wazero.CompiledModule
 	exports  map[string]bool
-	pool     chan api.Module
+	pool     chan *instance
 	// slots bounds calls running at once to GOMAXPROCS: guest code is
 	// CPU-bound, so more would only share the CPU and eat each other's
 	// timeouts. Waiting for a slot is bounded by the caller's context.
@@ -117,7 +117,7 @@ func Load(ctx context.Context, cfg Config) (*Module, error) {
 		rc = rc.WithCompilationCache(cache)
 	}
 	m := &Module{cfg: cfg, name: filepath.Base(cfg.Path), digest: digest, runtime: wazero.NewRuntimeWithConfig(ctx, rc),
-		pool: make(chan api.Module, cfg.PoolSize), slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		pool: make(chan *instance, cfg.PoolSize), slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if err := m.compile(ctx, bin); err != nil {
 		m.runtime.Close(ctx)
 		return nil, err
@@ -153,9 +153,9 @@ func (m *Module) compile(ctx context.Context, bin []byte) error {
 	if err != nil {
 		return err
 	}
-	res, err := inst.ExportedFunction(ExportABIVersion).Call(ctx)
+	res, err := inst.mod.ExportedFunction(ExportABIVersion).Call(ctx)
 	if err != nil || len(res) != 1 || res[0] != ABIVersion {
-		inst.Close(ctx)
+		inst.mod.Close(ctx)
 		return fmt.Errorf("wasm module %s: ABI version %v, want %d (%v)", m.name, res, ABIVersion, err)
 	}
 	m.put(ctx, inst)
@@ -188,16 +188,30 @@ func (m *Module) Exports() []string {
 	return out
 }
 
-func (m *Module) instantiate(ctx context.Context) (api.Module, error) {
+// instance is one instantiated module with its exported functions looked
+// up once (each lookup allocates a call engine and stack in wazero).
+type instance struct {
+	mod api.Module
+	mem api.Memory
+	fns map[string]api.Function
+}
+
+func (m *Module) instantiate(ctx context.Context) (*instance, error) {
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize")
-	inst, err := m.runtime.InstantiateModule(ctx, m.compiled, cfg)
+	mod, err := m.runtime.InstantiateModule(ctx, m.compiled, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate wasm module %s: %w", m.name, err)
+	}
+	inst := &instance{mod: mod, mem: mod.Memory(), fns: map[string]api.Function{}}
+	for _, name := range append([]string{ExportAlloc, ExportFree}, Decisions...) {
+		if m.exports[name] {
+			inst.fns[name] = mod.ExportedFunction(name)
+		}
 	}
 	return inst, nil
 }
 
-func (m *Module) get(ctx context.Context) (api.Module, error) {
+func (m *Module) get(ctx context.Context) (*instance, error) {
 	select {
 	case inst := <-m.pool:
 		return inst, nil
@@ -206,11 +220,11 @@ func (m *Module) get(ctx context.Context) (api.Module, error) {
 	}
 }
 
-func (m *Module) put(ctx context.Context, inst api.Module) {
+func (m *Module) put(ctx context.Context, inst *instance) {
 	select {
 	case m.pool <- inst:
 	default:
-		inst.Close(ctx)
+		inst.mod.Close(ctx)
 	}
 }
 
@@ -240,7 +254,7 @@ func (m *Module) Call(ctx context.Context, decision string, input []byte) ([]byt
 	defer cancel()
 	out, err := m.call(cctx, inst, decision, input)
 	if err != nil {
-		inst.Close(context.Background()) // trapped, timed out or confused: never reuse
+		inst.mod.Close(context.Background()) // trapped, timed out or confused: never reuse
 		if cctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("wasm module %s: %s timed out after %v: %w", m.name, decision, m.cfg.Timeout, err)
 		}
@@ -250,31 +264,35 @@ func (m *Module) Call(ctx context.Context, decision string, input []byte) ([]byt
 	return out, nil
 }
 
-func (m *Module) call(ctx context.Context, inst api.Module, decision string, input []byte) ([]byte, error) {
-	mem := inst.Memory()
-	res, err := inst.ExportedFunction(ExportAlloc).Call(ctx, uint64(len(input)))
+func (m *Module) call(ctx context.Context, inst *instance, decision string, input []byte) ([]byte, error) {
+	res, err := inst.fns[ExportAlloc].Call(ctx, uint64(len(input)))
 	if err != nil {
 		return nil, fmt.Errorf("alloc: %w", err)
 	}
 	ptr := uint32(res[0])
-	if !mem.Write(ptr, input) {
+	if !inst.mem.Write(ptr, input) {
 		return nil, errors.New("alloc returned memory out of range")
 	}
-	res, err = inst.ExportedFunction(decision).Call(ctx, uint64(ptr), uint64(len(input)))
+	res, err = inst.fns[decision].Call(ctx, uint64(ptr), uint64(len(input)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", decision, err)
 	}
-	_, _ = inst.ExportedFunction(ExportFree).Call(ctx, uint64(ptr), uint64(len(input)))
+	free := inst.fns[ExportFree]
+	if _, err := free.Call(ctx, uint64(ptr), uint64(len(input))); err != nil {
+		return nil, fmt.Errorf("free: %w", err)
+	}
 	optr, olen := uint32(res[0]>>32), uint32(res[0])
 	if int(olen) > m.cfg.MaxIO {
 		return nil, ErrTooLarge
 	}
-	view, ok := mem.Read(optr, olen)
+	view, ok := inst.mem.Read(optr, olen)
 	if !ok {
 		return nil, errors.New("output out of memory range")
 	}
 	out := append([]byte(nil), view...)
-	_, _ = inst.ExportedFunction(ExportFree).Call(ctx, uint64(optr), uint64(olen))
+	if _, err := free.Call(ctx, uint64(optr), uint64(olen)); err != nil {
+		return nil, fmt.Errorf("free: %w", err)
+	}
 	return out, nil
 }
 
