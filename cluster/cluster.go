@@ -146,6 +146,10 @@ const (
 	ActionScale  Action = "scale"
 	ActionAdapt  Action = "adapt"
 	ActionStop   Action = "stop"
+	// ActionDashboard is a request through the proxy to a cluster's
+	// dashboard. Browsers send no API credentials, so the user is the
+	// session's or Basic auth's when present, else anonymous (name "").
+	ActionDashboard Action = "dashboard"
 )
 
 // Usage is what a user's active clusters hold together.

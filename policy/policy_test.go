@@ -66,6 +66,7 @@ func TestDefaultsWithoutPolicies(t *testing.T) {
 		{alice, cluster.ActionStop, c, true, ""},
 		{bob, cluster.ActionStop, c, false, "User bob lacks permissions to stop cluster c1"},
 		{bob, cluster.ActionScale, c, false, "User bob lacks permissions to view cluster c1"},
+		{&cluster.User{}, cluster.ActionDashboard, c, true, ""},
 	} {
 		ok, reason, err := e.Authorize(ctx, cluster.AuthzRequest{User: tt.user, Action: tt.action, Cluster: tt.c})
 		if err != nil || ok != tt.allow || reason != tt.reason {

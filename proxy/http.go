@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -44,11 +45,16 @@ func (p *Proxy) dashboardProxy() http.Handler {
 			}
 			p.m.dialErrors.WithLabelValues("dashboard").Inc()
 			p.log.Warn("dashboard proxy", "path", r.URL.Path, "err", err)
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.WriteHeader(http.StatusBadGateway)
-			_, _ = io.WriteString(w, `{"error": "dashboard unreachable"}`)
+			writeError(w, http.StatusBadGateway, "dashboard unreachable")
 		},
 	}
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
 }
 
 func (p *Proxy) serveDashboard(w http.ResponseWriter, r *http.Request, name, target, rest string) {

@@ -58,6 +58,9 @@ type Config struct {
 	// TrustedProxies are CIDRs (or addresses) whose connections may start
 	// with a PROXY v1/v2 header; from anyone else a header is not read.
 	TrustedProxies []string
+	// AuthorizeDashboard, if set, decides each dashboard request; a denial
+	// is answered with its status and message as JSON. nil allows all.
+	AuthorizeDashboard func(r *http.Request, cluster string) (ok bool, code int, msg string)
 	// Registry gets the proxy's metrics; nil means a private registry.
 	Registry prometheus.Registerer
 	// DialContext dials targets; nil means a net.Dialer with keepalive.
@@ -246,6 +249,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if name, rest, ok := dashboardPath(path); ok {
 		if route, ok := p.cfg.Routes.Lookup(name); ok && route.Dashboard != "" {
+			if p.cfg.AuthorizeDashboard != nil {
+				if ok, code, msg := p.cfg.AuthorizeDashboard(r, name); !ok {
+					writeError(w, code, msg)
+					return
+				}
+			}
 			p.serveDashboard(w, r, name, route.Dashboard, rest)
 			return
 		}

@@ -87,7 +87,7 @@ func TestHTTPRouting(t *testing.T) {
 		{"/pre/clusters/abc/status", 200, "dash:/status xff=127.0.0.1"},
 		{"/pre/clusters/abc/individual-plots.json?x=1", 200, "dash:/individual-plots.json?x=1 xff=127.0.0.1"},
 		{"/pre/clusters/abcd/status", 404, `{"error":"not found"}`},
-		{"/pre/clusters/dead/status", 502, `{"error": "dashboard unreachable"}`},
+		{"/pre/clusters/dead/status", 502, `{"error":"dashboard unreachable"}`},
 		{"/other", 404, "Not Found"},
 		{"/prefix-lookalike", 404, "Not Found"},
 	}
@@ -179,5 +179,30 @@ func TestTableReplace(t *testing.T) {
 	}
 	if r, ok := table.Lookup("new"); !ok || r.Scheduler != "b:2" || table.Len() != 1 {
 		t.Fatalf("new route = %+v", r)
+	}
+}
+
+func TestDashboardAuthorization(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) {
+		c.AuthorizeDashboard = func(r *http.Request, name string) (bool, int, string) {
+			return r.Header.Get("X-Allowed") == "yes", http.StatusForbidden, "not for you: " + name
+		}
+	})
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dash") }))
+	defer dash.Close()
+	f.table.SetCluster("abc", "tls://127.0.0.1:1", dash.URL)
+	if code, body, _ := get(t, "http://"+f.addr+"/clusters/abc/status"); code != 403 || body != `{"error":"not for you: abc"}` {
+		t.Fatalf("denied = %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", "http://"+f.addr+"/clusters/abc/status", nil)
+	req.Header.Set("X-Allowed", "yes")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "dash" {
+		t.Fatalf("allowed = %q", b)
 	}
 }

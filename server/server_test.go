@@ -420,3 +420,34 @@ func TestQuotaIsAtomic(t *testing.T) {
 		t.Fatalf("another user's quota is separate: %d", code)
 	}
 }
+
+type noAnonymous struct{}
+
+func (noAnonymous) Authorize(_ context.Context, req cluster.AuthzRequest) (bool, string, error) {
+	if req.Action == cluster.ActionDashboard && req.User.Name == "" {
+		return false, "log in first", nil
+	}
+	return req.Cluster == nil || req.Cluster.Username == req.User.Name, "", nil
+}
+
+func TestAuthorizeDashboard(t *testing.T) {
+	open := newAPI(t, nil)
+	s, _ := New(Config{Backend: open.be, Auth: auth.NewSimple(""), ClusterConfig: cluster.DefaultConfig()})
+	name := open.create("alice")
+	anon := httptest.NewRequest("GET", "/clusters/"+name+"/status", nil)
+	if ok, _, _ := s.AuthorizeDashboard(anon, name); !ok {
+		t.Fatal("upstream default: dashboards are open")
+	}
+	if ok, code, _ := s.AuthorizeDashboard(anon, "nope"); ok || code != 404 {
+		t.Fatalf("unknown cluster: %v %d", ok, code)
+	}
+	strict, _ := New(Config{Backend: open.be, Auth: auth.NewSimple(""), ClusterConfig: cluster.DefaultConfig(), Authorizer: noAnonymous{}})
+	if ok, code, msg := strict.AuthorizeDashboard(anon, name); ok || code != 403 || msg != "log in first" {
+		t.Fatalf("anonymous under policy: %v %d %q", ok, code, msg)
+	}
+	withCreds := httptest.NewRequest("GET", "/clusters/"+name+"/status", nil)
+	withCreds.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:")))
+	if ok, _, _ := strict.AuthorizeDashboard(withCreds, name); !ok {
+		t.Fatal("the owner with credentials is allowed")
+	}
+}

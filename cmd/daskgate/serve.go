@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,8 +98,8 @@ func (l *listeners) close() {
 	}
 }
 
-func newProxy(cfg *config.Config, log *slog.Logger, api http.Handler, table *proxy.Table, reg prometheus.Registerer) (*proxy.Proxy, error) {
-	pc := proxy.Config{API: api, Routes: table, Prefix: cfg.Prefix, Logger: log, Registry: reg,
+func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *proxy.Table, reg prometheus.Registerer) (*proxy.Proxy, error) {
+	pc := proxy.Config{API: api, Routes: table, AuthorizeDashboard: api.AuthorizeDashboard, Prefix: cfg.Prefix, Logger: log, Registry: reg,
 		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), DialTimeout: time.Duration(cfg.Proxy.DialTimeout),
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs}
 	if cfg.Proxy.TLSCert != "" {
