@@ -29,8 +29,10 @@ venv: $(VENV)/.installed ## create .venv with dask-gateway, distributed, bokeh, 
 run: build venv ## run the gateway on 127.0.0.1:8000 (local processes, embedded store); ARGS="--config x.yaml"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(BIN) serve $(ARGS)
 
-examples: ## build the Go WASM example module (standard toolchain, GOOS=wasip1)
+examples: build ## build the WASM examples: the Go module (GOOS=wasip1) and Rego compiled to an OPA wasm bundle
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/wasm/go/handler.wasm ./examples/wasm/go
+	mkdir -p examples/wasm/opa
+	$(BIN) policy build -o examples/wasm/opa/worker_resources.tar.gz examples/rego/worker_resources
 
 wasm-fixtures: ## rebuild checked-in .wat test fixtures (needs wat2wasm from Debian's wabt)
 	wat2wasm wasm/testdata/minimal/minimal.wat -o wasm/testdata/minimal/minimal.wasm

@@ -103,14 +103,19 @@ def test_hot_reload(gateway_factory, tmp_path):
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("engine", ["rego", "wasm"])
+ENGINES = {
+    "rego": ROOT / "examples" / "rego" / "worker_resources",
+    "go-wasm": ROOT / "examples" / "wasm" / "go" / "handler.wasm",
+    "opa-wasm-bundle": ROOT / "examples" / "wasm" / "opa" / "worker_resources.tar.gz",
+}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_options_engines_agree(gateway_factory, engine):
-    """The seed handler as Rego and as a Go WASM module: same fields, same processes."""
-    if engine == "rego":
-        path = ROOT / "examples" / "rego" / "worker_resources"
-    else:
-        path = ROOT / "examples" / "wasm" / "go" / "handler.wasm"
-        assert path.exists(), "build it with `make examples` (make test does)"
+    """The seed handler as Rego, as a Go WASM module and as Rego compiled to
+    an OPA wasm bundle: same fields, same worker processes."""
+    path = ENGINES[engine]
+    assert path.exists(), f"{path} is built by `make examples` (make test does)"
     gw = gateway_factory({"policies": [str(path)]})
     with connect(gw, "alice") as g:
         opts = g.cluster_options()

@@ -22,6 +22,9 @@ type compiled struct {
 	signature string // paths, sizes and mtimes: cheap change detection
 	revision  string // hash of the sources
 	queries   map[string]*rego.PreparedEvalQuery
+	// defines says which decision rules the loaded files define (the
+	// built-in authz does not count).
+	defines map[string]bool
 }
 
 // The queries prepared at load, by output name.
@@ -41,7 +44,7 @@ func regoFiles(paths []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			if !d.IsDir() && strings.HasSuffix(path, ".rego") && !strings.HasSuffix(path, "_test.rego") {
+			if !d.IsDir() && (isBundle(path) || strings.HasSuffix(path, ".rego") && !strings.HasSuffix(path, "_test.rego")) {
 				out = append(out, path)
 			}
 			return nil
@@ -79,9 +82,18 @@ func compile(ctx context.Context, paths []string) (*compiled, error) {
 		return nil, err
 	}
 	files, _ := regoFiles(paths)
+	if len(files) == 1 && isBundle(files[0]) {
+		return compileBundle(ctx, files[0], sig)
+	}
+	for _, f := range files {
+		if isBundle(f) {
+			return nil, fmt.Errorf("%s: an OPA wasm bundle must be the only policy path", f)
+		}
+	}
 	modules := map[string]*ast.Module{}
 	h := sha256.New()
 	hasAuthz := false
+	defines := map[string]bool{}
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
@@ -94,6 +106,9 @@ func compile(ctx context.Context, paths []string) (*compiled, error) {
 		}
 		modules[f] = m
 		hasAuthz = hasAuthz || m.Package.Path.String() == "data.daskgate.authz"
+		for _, r := range m.Rules {
+			defines[strings.TrimPrefix(m.Package.Path.String(), "data.daskgate.")+"."+r.Head.Ref().String()] = true
+		}
 	}
 	if !hasAuthz {
 		modules["(built-in)/default_authz.rego"] = ast.MustParseModuleWithOpts(defaultAuthz, ast.ParserOptions{RegoVersion: ast.RegoV1})
@@ -103,7 +118,10 @@ func compile(ctx context.Context, paths []string) (*compiled, error) {
 		return nil, compiler.Errors
 	}
 	c := &compiled{files: files, signature: sig, revision: hex.EncodeToString(h.Sum(nil))[:12],
-		queries: map[string]*rego.PreparedEvalQuery{}}
+		queries: map[string]*rego.PreparedEvalQuery{}, defines: map[string]bool{}}
+	for name, q := range queries {
+		c.defines[name] = defines[strings.TrimPrefix(q, "data.daskgate.")]
+	}
 	for name, q := range queries {
 		// Strict builtin errors: a runtime error (1/0, bad types) is an error for
 		// that request, never a silently undefined rule.
@@ -114,4 +132,11 @@ func compile(ctx context.Context, paths []string) (*compiled, error) {
 		c.queries[name] = &pq
 	}
 	return c, nil
+}
+
+func isBundle(path string) bool { return strings.HasSuffix(path, ".tar.gz") }
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:12]
 }

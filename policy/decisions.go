@@ -29,7 +29,11 @@ func (e *Engine) eval(ctx context.Context, name, query string, input ast.Value) 
 		e.log.DebugContext(ctx, "policy decision", "decision", name, "query", query, "revision", c.revision,
 			"defined", defined, "result", val, "err", err, "latency", d)
 	}()
-	rs, err := c.queries[query].Eval(ctx, rego.EvalParsedInput(input))
+	pq := c.queries[query]
+	if pq == nil { // a wasm bundle without that entrypoint
+		return nil, false, nil
+	}
+	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return nil, false, &decision.Error{Decision: name, Err: err}
 	}

@@ -235,3 +235,54 @@ func benchLatency(b *testing.B, fn func()) {
 }
 
 func slicesSort(d []time.Duration) { slices.Sort(d) }
+
+// TestWASMBundlesAgreeWithRego compiles examples to OPA wasm bundles and
+// checks each decision answers exactly as the Rego source does.
+func TestWASMBundlesAgreeWithRego(t *testing.T) {
+	ctx := context.Background()
+	req := func(clusters int) cluster.AuthzRequest {
+		return cluster.AuthzRequest{User: alice, Action: cluster.ActionCreate, Usage: cluster.Usage{Clusters: clusters, Cores: 2},
+			Request: &cluster.CreateRequest{Config: cluster.DefaultConfig(), Options: json.RawMessage(`{}`)}}
+	}
+	cases := map[string]func(e *Engine) any{
+		"worker_resources": func(e *Engine) any {
+			set, _ := e.Fields(ctx, alice)
+			ov, strict, err := e.Handle(ctx, alice, nil, map[string]any{"worker_cores": 3, "worker_memory": 1.5, "image": "a:b"})
+			return []any{len(set.Fields()), ov, strict, err}
+		},
+		"image_tag": func(e *Engine) any {
+			_, _, err := e.Handle(ctx, alice, nil, map[string]any{"image": "untagged"})
+			return err.Error()
+		},
+		"quota": func(e *Engine) any {
+			ok1, _, err1 := e.Authorize(ctx, req(1))
+			ok2, reason, err2 := e.Authorize(ctx, req(2))
+			return []any{ok1, err1, ok2, reason, err2}
+		},
+	}
+	for name, decide := range cases {
+		t.Run(name, func(t *testing.T) {
+			src := filepath.Join("..", "examples", "rego", name)
+			bundle := filepath.Join(t.TempDir(), name+".tar.gz")
+			f, _ := os.Create(bundle)
+			if err := BuildWASMBundle(ctx, f, src); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			fromRego, err := New(ctx, Config{Paths: []string{src}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromWASM, err := New(ctx, Config{Paths: []string{bundle}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(decide(fromRego))
+			got, _ := json.Marshal(decide(fromWASM))
+			if string(got) != string(want) {
+				t.Fatalf("wasm bundle answered %s, Rego %s", got, want)
+			}
+			t.Logf("both: %s", got)
+		})
+	}
+}

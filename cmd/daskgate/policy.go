@@ -40,8 +40,10 @@ func policyCmd(args []string, stdout io.Writer) error {
 		return policyEval(ctx, args[1:], stdout)
 	case "check":
 		return policyCheck(ctx, args[1:], stdout)
+	case "build":
+		return policyBuild(ctx, args[1:])
 	}
-	return fmt.Errorf("unknown policy command %q (want eval, test or check)", args[0])
+	return fmt.Errorf("unknown policy command %q (want eval, test, check or build)", args[0])
 }
 
 type listFlag []string
@@ -166,4 +168,26 @@ func policyCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "module:    %s\nsha256:    %s\nabi:       daskgate-abi/%d\nexports:   %s\ndecisions: %s\nload:      %v\n",
 		m.Name(), m.Digest(), wasm.ABIVersion, strings.Join(exports, ", "), strings.Join(decisions, ", "), time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// policyBuild compiles Rego to an OPA wasm bundle (like `opa build -t wasm`).
+func policyBuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("policy build", flag.ContinueOnError)
+	out := fs.String("o", "bundle.tar.gz", "output bundle")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("usage: daskgate policy build [-o bundle.tar.gz] PATH [PATH]")
+	}
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	if err := policy.BuildWASMBundle(ctx, f, fs.Args()...); err != nil {
+		f.Close()
+		os.Remove(*out)
+		return err
+	}
+	return f.Close()
 }
