@@ -251,3 +251,39 @@ func BenchmarkGoModule(b *testing.B)      { benchDecision(b, "handler.wasm") }
 func BenchmarkMinimalModule(b *testing.B) { benchDecision(b, "minimal.wasm") }
 
 func slicesSort(d []time.Duration) { slices.Sort(d) }
+
+func TestEngineReloadsChangedModule(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.wasm")
+	copyFile := func(src string) {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile("testdata/minimal/minimal.wasm")
+	e, err := NewEngine(context.Background(), Config{Path: path, CacheDir: filepath.Join(builtDir, "cache")}, fallback{}, fallback{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.mod.Load().Implements("authorize") {
+		t.Fatal("minimal module has no authorize")
+	}
+	time.Sleep(20 * time.Millisecond)
+	copyFile(filepath.Join(builtDir, "misbehave.wasm"))
+	e.reload(context.Background())
+	if !e.mod.Load().Implements("authorize") || e.Err() != nil {
+		t.Fatalf("not reloaded: %v", e.Err())
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := os.WriteFile(path, []byte("not wasm"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.reload(context.Background())
+	if e.Err() == nil || !e.mod.Load().Implements("authorize") {
+		t.Fatal("a broken module must be reported and the old one kept")
+	}
+}
