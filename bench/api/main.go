@@ -14,17 +14,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/daskgate/daskgate/bench/internal/gateway"
 )
 
 func main() {
@@ -39,112 +37,43 @@ func main() {
 }
 
 func run(bin string, conns int, dur time.Duration) error {
-	gw, err := startGateway(bin, "")
+	gw, err := gateway.Start(bin, "")
 	if err != nil {
 		return err
 	}
-	defer gw.stop()
+	defer gw.Stop()
 	time.Sleep(time.Second)
-	fmt.Printf("gateway RSS idle: %.1f MiB\n", gw.rssMiB())
+	fmt.Printf("gateway RSS idle: %.1f MiB\n", gw.RSSMiB())
 
 	for _, n := range []int{1, 10} {
-		lat, err := startClusters(gw.url, n)
+		lat, err := startClusters(gw.URL, n)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("POST -> RUNNING, %2d concurrent: mean %v, max %v\n", n, mean(lat).Round(time.Millisecond), slices.Max(lat).Round(time.Millisecond))
 	}
-	rps, p50, p99, err := loadList(gw.url, conns, dur)
+	rps, p50, p99, err := loadList(gw.URL, conns, dur)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("GET /api/v1/clusters/ (11 running clusters listed), %d conns: %.0f req/s, p50 %v, p99 %v\n", conns, rps, p50, p99)
-	gw.stop()
+	gw.Stop()
 
 	// 100 records: clusters whose "scheduler" is a stub process, so the
 	// records exist without 100 Python schedulers on a 2-core machine.
-	stub, err := startGateway(bin, `{"cluster": {"scheduler_cmd": ["sleep", "600"]}, "backend": {"cluster_start_timeout": "10m"}}`)
+	stub, err := gateway.Start(bin, `{"cluster": {"scheduler_cmd": ["sleep", "600"]}, "backend": {"cluster_start_timeout": "10m"}}`)
 	if err != nil {
 		return err
 	}
-	defer stub.stop()
+	defer stub.Stop()
 	for range 100 {
-		if _, err := create(stub.url); err != nil {
+		if _, err := create(stub.URL); err != nil {
 			return err
 		}
 	}
 	time.Sleep(2 * time.Second)
-	fmt.Printf("gateway RSS with 100 cluster records: %.1f MiB\n", stub.rssMiB())
+	fmt.Printf("gateway RSS with 100 cluster records: %.1f MiB\n", stub.RSSMiB())
 	return nil
-}
-
-type gateway struct {
-	cmd *exec.Cmd
-	url string
-	dir string
-}
-
-func startGateway(bin, config string) (*gateway, error) {
-	dir, err := os.MkdirTemp("", "daskgate-bench")
-	if err != nil {
-		return nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "--address", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn"}
-	if config != "" {
-		path := filepath.Join(dir, "config.yaml")
-		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-			return nil, err
-		}
-		args = append(args, "--config", path)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	gw := &gateway{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir}
-	for range 200 {
-		if resp, err := http.Get(gw.url + "/api/health"); err == nil {
-			resp.Body.Close()
-			return gw, nil
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	gw.stop()
-	return nil, fmt.Errorf("gateway did not start")
-}
-
-func (g *gateway) stop() {
-	if g.cmd.ProcessState == nil {
-		_ = g.cmd.Process.Signal(syscall.SIGTERM)
-		_ = g.cmd.Wait()
-	}
-	os.RemoveAll(g.dir)
-}
-
-func (g *gateway) rssMiB() float64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			var kb float64
-			fmt.Sscan(f[1], &kb)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 var authHeader = "Basic " + base64.StdEncoding.EncodeToString([]byte("bench:"))

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/daskgate/daskgate/bench/internal/gateway"
 	"github.com/daskgate/daskgate/proxy"
 )
 
@@ -260,12 +261,13 @@ func connectOnce(addr string, hello []byte) (time.Duration, error) {
 // runSoak starts the gateway with a 5 s hello timeout, opens n idle
 // connections, and samples the gateway's RSS until they are all closed.
 func runSoak(bin string, n int) error {
-	gw, addr, err := startGateway(bin)
+	gw, err := gateway.Start(bin, "proxy: {hello_timeout: 5s}")
 	if err != nil {
 		return err
 	}
-	defer gw.Kill()
-	base := rss(gw.Pid)
+	defer gw.Stop()
+	addr := gw.Addr
+	base := gw.RSSMiB()
 	conns := make([]net.Conn, 0, n)
 	opened := time.Now()
 	for range n {
@@ -294,7 +296,7 @@ func runSoak(bin string, n int) error {
 	go func() {
 		max := 0.0
 		for ctx.Err() == nil {
-			max = maxf(max, rss(gw.Pid))
+			max = maxf(max, gw.RSSMiB())
 			time.Sleep(50 * time.Millisecond)
 		}
 		peak <- max
@@ -313,7 +315,7 @@ func runSoak(bin string, n int) error {
 	fmt.Printf("all %d closed by the gateway: first after %v, last after %v (hello_timeout 5s)\n", n,
 		times[0].Round(time.Millisecond), times[n-1].Round(time.Millisecond))
 	fmt.Printf("gateway RSS: %.1f MiB before, peak %.1f MiB with %d idle connections, %.1f MiB after\n",
-		base, <-peak, n, rss(gw.Pid))
+		base, <-peak, n, gw.RSSMiB())
 	return nil
 }
 

@@ -1,0 +1,82 @@
+// Package gateway starts bin/daskgate for the bench programs and reads its
+// memory, so each benchmark measures the real binary.
+//
+//	gw, err := gateway.Start("bin/daskgate", "proxy: {hello_timeout: 5s}")
+//	defer gw.Stop()
+//	fmt.Println(gw.URL, gw.RSSMiB())
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Gateway is a running daskgate on a free loopback port with its own data dir.
+type Gateway struct {
+	URL  string // http://127.0.0.1:port
+	Addr string // 127.0.0.1:port
+	cmd  *exec.Cmd
+	dir  string
+}
+
+// Start runs bin serve with config (YAML, may be "") and waits for health.
+func Start(bin, config string) (*Gateway, error) {
+	dir, err := os.MkdirTemp("", "daskgate-bench")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(config+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--config", path, "--address", addr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "error")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{URL: "http://" + addr, Addr: addr, cmd: cmd, dir: dir}
+	for range 400 {
+		if resp, err := http.Get(g.URL + "/api/health"); err == nil {
+			resp.Body.Close()
+			return g, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	g.Stop()
+	return nil, fmt.Errorf("gateway did not start")
+}
+
+// Stop sends SIGTERM, waits, and removes the data dir.
+func (g *Gateway) Stop() {
+	if g.cmd.ProcessState == nil {
+		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		_ = g.cmd.Wait()
+	}
+	os.RemoveAll(g.dir)
+}
+
+// RSSMiB is the gateway's resident memory.
+func (g *Gateway) RSSMiB() float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb float64
+			fmt.Sscan(f[1], &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
