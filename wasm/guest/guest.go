@@ -1,24 +1,9 @@
 //go:build wasip1
 
-// Package guest is the module author's half of daskgate-abi/1: it exports
-// the ABI marker and the allocator, decodes decision inputs, encodes
-// outputs and wraps the host's log import, so a handler is a plain Go
-// function plus a three-line export. Build with the standard toolchain:
-//
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o handler.wasm .
-//
-// Typical use:
-//
-//	//go:wasmexport options
-//	func options(ptr, n uint32) uint64 { return guest.Options(ptr, n, handle) }
-//
-//	func handle(in guest.OptionsInput) guest.OptionsOutput {
-//		return guest.OptionsOutput{Config: map[string]any{"worker_cores": in.Options["worker_cores"]}}
-//	}
 package guest
 
 import (
-	"encoding/json"
+	"errors"
 	"unsafe"
 )
 
@@ -54,17 +39,14 @@ func Log(level int, msg string) {
 
 func input(ptr, n uint32) []byte { return live[ptr][:n] }
 
-func output(v any) uint64 {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b, _ = json.Marshal(map[string]string{"error": "encode output: " + err.Error()})
-	}
+func output(v map[string]any) uint64 {
+	b := appendJSON(nil, v)
 	p := uint32(uintptr(unsafe.Pointer(&b[0])))
 	live[p] = b
 	return uint64(p)<<32 | uint64(len(b))
 }
 
-func failure(err error) uint64 { return output(map[string]string{"error": err.Error()}) }
+func failure(err error) uint64 { return output(map[string]any{"error": err.Error()}) }
 
 // User is who the request acts for.
 type User struct {
@@ -123,21 +105,80 @@ type AuthorizeOutput struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func handle[I, O any](ptr, n uint32, fn func(I) O) uint64 {
-	var in I
-	if err := json.Unmarshal(input(ptr, n), &in); err != nil {
-		return failure(err)
+// decode parses the input at ptr as a JSON object.
+func decode(ptr, n uint32) (map[string]any, error) {
+	v, err := parseJSON(input(ptr, n))
+	if err != nil {
+		return nil, err
 	}
-	return output(fn(in))
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("input is not a JSON object")
+	}
+	return m, nil
+}
+
+func object(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func user(v any) User {
+	m := object(v)
+	u := User{}
+	u.Name, _ = m["name"].(string)
+	u.Admin, _ = m["admin"].(bool)
+	gs, _ := m["groups"].([]any)
+	for _, g := range gs {
+		if s, ok := g.(string); ok {
+			u.Groups = append(u.Groups, s)
+		}
+	}
+	return u
 }
 
 // Fields decodes the input at ptr, runs fn and returns the ABI result.
-func Fields(ptr, n uint32, fn func(FieldsInput) FieldsOutput) uint64 { return handle(ptr, n, fn) }
+func Fields(ptr, n uint32, fn func(FieldsInput) FieldsOutput) uint64 {
+	m, err := decode(ptr, n)
+	if err != nil {
+		return failure(err)
+	}
+	out := fn(FieldsInput{User: user(m["user"])})
+	return output(map[string]any{"fields": out.Fields})
+}
 
 // Options decodes the input at ptr, runs fn and returns the ABI result.
-func Options(ptr, n uint32, fn func(OptionsInput) OptionsOutput) uint64 { return handle(ptr, n, fn) }
+// Numbers arrive as float64.
+func Options(ptr, n uint32, fn func(OptionsInput) OptionsOutput) uint64 {
+	m, err := decode(ptr, n)
+	if err != nil {
+		return failure(err)
+	}
+	out := fn(OptionsInput{User: user(m["user"]), Options: object(m["options"]), Values: object(m["values"])})
+	res := map[string]any{}
+	if len(out.Errors) > 0 {
+		res["errors"] = out.Errors
+	}
+	if out.Config != nil {
+		res["config"] = out.Config
+	}
+	return output(res)
+}
 
 // Authorize decodes the input at ptr, runs fn and returns the ABI result.
 func Authorize(ptr, n uint32, fn func(AuthorizeInput) AuthorizeOutput) uint64 {
-	return handle(ptr, n, fn)
+	m, err := decode(ptr, n)
+	if err != nil {
+		return failure(err)
+	}
+	in := AuthorizeInput{User: user(m["user"]), Cluster: object(m["cluster"]), Request: object(m["request"]),
+		Usage: object(m["usage"])}
+	in.Action, _ = m["action"].(string)
+	in.RemoteAddr, _ = m["remote_addr"].(string)
+	out := fn(in)
+	res := map[string]any{"allow": out.Allow}
+	if out.Reason != "" {
+		res["reason"] = out.Reason
+	}
+	return output(res)
 }
