@@ -27,7 +27,7 @@ func (e *Engine) eval(ctx context.Context, name, query string, input ast.Value) 
 			e.m.errors.WithLabelValues(name).Inc()
 		}
 		e.log.DebugContext(ctx, "policy decision", "decision", name, "query", query, "revision", c.revision,
-			"defined", defined, "result", val, "err", err, "latency", d)
+			"defined", defined, "err", err, "latency", d)
 	}()
 	pq := c.queries[query]
 	if pq == nil { // a wasm bundle without that entrypoint

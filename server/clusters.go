@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/daskgate/daskgate/cluster"
 	"github.com/julienschmidt/httprouter"
@@ -20,7 +21,12 @@ const maxBody = 1 << 20
 // encodedClusters caches each cluster's JSON: certificates make it a few
 // KiB, and list is the hottest route. An entry is reused while the fields
 // that change (status, stop time, dashboard) are the same.
-type encodedClusters struct{ m sync.Map }
+type encodedClusters struct {
+	m sync.Map
+	n atomic.Int64 // stores since the last clear
+}
+
+const maxEncoded = 10000
 
 type encodedEntry struct {
 	status    cluster.Status
@@ -41,6 +47,10 @@ func (e *encodedClusters) get(c *cluster.Cluster) []byte {
 		}
 	}
 	b, _ := json.Marshal(toJSON(c))
+	if e.n.Add(1) > maxEncoded { // bounded: start over rather than grow with churn
+		e.m.Clear()
+		e.n.Store(0)
+	}
 	e.m.Store(c.Name, &encodedEntry{status: c.Status, stop: c.StopTime, dashboard: c.DashboardAddress, json: b})
 	return b
 }

@@ -175,6 +175,9 @@ func (s *Server) forward(ctx context.Context, c *cluster.Cluster, msg any) error
 	}
 	if err := s.cfg.Scheduler.Send(ctx, c, msg); err != nil {
 		notRunning.Err = err
+		if ctx.Err() != nil { // the client went away: not the scheduler's fault
+			return notRunning
+		}
 		_ = s.cfg.Backend.Stop(context.WithoutCancel(ctx), c.Name, true, "scheduler unreachable: "+err.Error())
 		return notRunning
 	}

@@ -120,7 +120,7 @@ func (e *Engine) call(ctx context.Context, name string, in map[string]any) (*res
 	start := time.Now()
 	out, err := m.Call(ctx, name, b)
 	e.log.DebugContext(ctx, "wasm decision", "decision", name, "module", m.Name(), "latency", time.Since(start),
-		"output", string(out), "err", err)
+		"output_bytes", len(out), "err", err)
 	if err != nil {
 		return nil, &decision.Error{Decision: name, Err: err}
 	}
