@@ -97,8 +97,7 @@ func (e *Engine) reload(ctx context.Context) {
 	}
 	old := e.mod.Swap(m)
 	e.log.Info("wasm module reloaded", "module", m.Name(), "sha256", m.Digest())
-	// Calls in flight on the old module finish within their timeout.
-	time.AfterFunc(2*e.cfg.Timeout+time.Second, func() { old.Close(context.Background()) })
+	old.Retire() // closed when its last call in flight returns
 }
 
 // result is every decision's output object.
@@ -117,6 +116,10 @@ func (e *Engine) call(ctx context.Context, name string, in map[string]any) (*res
 		return nil, err
 	}
 	m := e.mod.Load()
+	for !m.acquire() { // retired by a reload just now: use the new one
+		m = e.mod.Load()
+	}
+	defer m.release()
 	start := time.Now()
 	out, err := m.Call(ctx, name, b)
 	e.log.DebugContext(ctx, "wasm decision", "decision", name, "module", m.Name(), "latency", time.Since(start),

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -94,6 +95,43 @@ type Module struct {
 	// CPU-bound, so more would only share the CPU and eat each other's
 	// timeouts. Waiting for a slot is bounded by the caller's context.
 	slots chan struct{}
+
+	refMu    sync.Mutex
+	inflight int
+	retired  bool
+}
+
+// acquire marks a call in flight; false once the module is retired.
+func (m *Module) acquire() bool {
+	m.refMu.Lock()
+	defer m.refMu.Unlock()
+	if m.retired {
+		return false
+	}
+	m.inflight++
+	return true
+}
+
+func (m *Module) release() {
+	m.refMu.Lock()
+	m.inflight--
+	closeNow := m.retired && m.inflight == 0
+	m.refMu.Unlock()
+	if closeNow {
+		m.Close(context.Background())
+	}
+}
+
+// Retire closes the module once the calls in flight on it have finished
+// (a hot reload swapped in another one).
+func (m *Module) Retire() {
+	m.refMu.Lock()
+	m.retired = true
+	closeNow := m.inflight == 0
+	m.refMu.Unlock()
+	if closeNow {
+		m.Close(context.Background())
+	}
 }
 
 // Load reads, checks and compiles a module.

@@ -287,3 +287,21 @@ func TestEngineReloadsChangedModule(t *testing.T) {
 		t.Fatal("a broken module must be reported and the old one kept")
 	}
 }
+
+func TestRetireWaitsForCallsInFlight(t *testing.T) {
+	m := load(t, "minimal.wasm", nil)
+	if !m.acquire() {
+		t.Fatal("fresh module refused")
+	}
+	m.Retire()
+	if m.acquire() {
+		t.Fatal("a retired module accepted a new call")
+	}
+	if _, err := m.Call(context.Background(), "options", []byte(`{}`)); err != nil {
+		t.Fatalf("the call in flight must still work: %v", err)
+	}
+	m.release() // last call: closes the runtime
+	if _, err := m.Call(context.Background(), "options", []byte(`{}`)); err == nil {
+		t.Fatal("closed module still answers")
+	}
+}
