@@ -184,7 +184,7 @@ func Load(path string, environ []string) (*Config, error) {
 	if err := applyEnv(tree, environ); err != nil {
 		return nil, err
 	}
-	if err := checkKeys(tree, ""); err != nil {
+	if err := checkKeys(tree); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	cfg := Default()

@@ -16,7 +16,7 @@ func topLevelKey(k string) bool {
 
 // checkKeys walks the decoded YAML beside the Config type and reports
 // every key the schema does not have, by its dotted path.
-func checkKeys(tree map[string]any, _ string) error {
+func checkKeys(tree map[string]any) error {
 	var unknown []string
 	walk(reflect.TypeFor[Config](), tree, "", &unknown)
 	if len(unknown) == 0 {

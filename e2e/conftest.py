@@ -113,3 +113,12 @@ def no_gc_during_test():
     yield
     gc.enable()
     gc.collect()
+
+
+def one_worker(cluster):
+    """Scale to one worker, wait for it, and return (client, worker info)."""
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=60)
+    (worker,) = client.scheduler_info()["workers"].values()
+    return client, worker

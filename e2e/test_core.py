@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from dask_gateway import BasicAuth, Gateway, GatewayClusterError, GatewayWarning
 
-from conftest import wait_for
+from conftest import one_worker, wait_for
 
 
 def connect(gw, user="alice", password="pw"):
@@ -60,10 +60,7 @@ def test_every_option_type_reaches_the_processes(gateway_factory):
             report = g.get_cluster(cluster.name)
             assert report.options == {"worker_cores": 2, "size": "large", "environment": {"DG_TEST_VAR": "hello"},
                                       "idle_timeout": 1800.5, "keep_logs": True, "queue": "fast"}
-            cluster.scale(1)
-            client = cluster.get_client()
-            client.wait_for_workers(1, timeout=60)
-            (worker,) = client.scheduler_info()["workers"].values()
+            client, worker = one_worker(cluster)
             assert worker["nthreads"] == 2                       # worker_cores -> --nthreads
             assert worker["memory_limit"] == int(1.5 * 2**30)    # select value -> worker_memory
             env = client.run(lambda: os.environ.get("DG_TEST_VAR"))

@@ -6,7 +6,7 @@ import time
 import pytest
 from dask_gateway import BasicAuth, Gateway
 
-from conftest import wait_for
+from conftest import one_worker, wait_for
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples" / "rego"
 
@@ -55,10 +55,7 @@ def test_options_policy(gateway_factory, tmp_path):
         opts = alice.cluster_options()
         opts.worker_memory_gib = 1.5
         with alice.new_cluster(opts) as cluster:
-            cluster.scale(1)
-            client = cluster.get_client()
-            client.wait_for_workers(1, timeout=60)
-            (worker,) = client.scheduler_info()["workers"].values()
+            client, worker = one_worker(cluster)
             assert worker["memory_limit"] == int(1.5 * 2**30)
             client.close()
 
@@ -123,10 +120,7 @@ def test_options_engines_agree(gateway_factory, engine):
         opts.worker_cores = 3
         opts.worker_memory = 1.5
         with g.new_cluster(opts) as cluster:
-            cluster.scale(1)
-            client = cluster.get_client()
-            client.wait_for_workers(1, timeout=60)
-            (worker,) = client.scheduler_info()["workers"].values()
+            client, worker = one_worker(cluster)
             assert worker["nthreads"] == 3
             assert worker["memory_limit"] == int(1.5 * 2**30)
             client.close()

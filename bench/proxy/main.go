@@ -217,18 +217,28 @@ func serveBackend(ln net.Listener, helloLen int) {
 	}()
 }
 
-func throughput(addr string, hello []byte, size int64) (float64, error) {
+// handshake dials, sends the ClientHello and waits for the backend's byte.
+func handshake(addr string, hello []byte) (net.Conn, error) {
 	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err = c.Write(hello); err == nil {
+		_, err = io.ReadFull(c, make([]byte, 1))
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func throughput(addr string, hello []byte, size int64) (float64, error) {
+	c, err := handshake(addr, hello)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if _, err := c.Write(hello); err != nil {
-		return 0, err
-	}
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		return 0, err
-	}
 	buf := make([]byte, 256<<10)
 	start := time.Now()
 	for sent := int64(0); sent < size; sent += int64(len(buf)) {
@@ -241,20 +251,14 @@ func throughput(addr string, hello []byte, size int64) (float64, error) {
 	return float64(size) / (1 << 20) / time.Since(start).Seconds(), nil
 }
 
-// connectOnce dials, sends the ClientHello and waits for the first byte.
+// connectOnce times one handshake.
 func connectOnce(addr string, hello []byte) (time.Duration, error) {
 	start := time.Now()
-	c, err := net.Dial("tcp", addr)
+	c, err := handshake(addr, hello)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
-	if _, err := c.Write(hello); err != nil {
-		return 0, err
-	}
-	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-		return 0, err
-	}
+	c.Close()
 	return time.Since(start), nil
 }
 
