@@ -117,6 +117,8 @@ type Proxy struct {
 	// HelloTimeout bounds how long a new connection may take to send its
 	// first bytes (and a whole TLS ClientHello).
 	HelloTimeout cluster.Duration `json:"hello_timeout"`
+	// BodyTimeout bounds the upload of one HTTP request body.
+	BodyTimeout cluster.Duration `json:"body_timeout"`
 	// DialTimeout bounds dialing schedulers and dashboards.
 	DialTimeout cluster.Duration `json:"dial_timeout"`
 }
@@ -157,7 +159,7 @@ func Default() Config {
 			ClusterMaxAge: dur(24 * time.Hour), CleanupPeriod: dur(10 * time.Minute),
 			SigintTimeout: dur(10 * time.Second), SigtermTimeout: dur(5 * time.Second), SigkillTimeout: dur(5 * time.Second),
 		},
-		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), DialTimeout: dur(10 * time.Second)},
+		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), BodyTimeout: dur(60 * time.Second), DialTimeout: dur(10 * time.Second)},
 		WASM:  WASM{Timeout: dur(100 * time.Millisecond), MemoryLimit: 64 << 20},
 	}
 }

@@ -172,3 +172,58 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		t.Fatalf("goroutines: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+func TestSlowBodyIsCutButLongHandlersAreNot(t *testing.T) {
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "body: "+err.Error(), http.StatusRequestTimeout)
+			return
+		}
+		time.Sleep(600 * time.Millisecond) // a long poll after the body: must not be cancelled
+		if r.Context().Err() != nil {
+			http.Error(w, "cancelled", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "got "+string(b))
+	})
+	f := newFixture(t, "", func(c *Config) { c.API = api; c.BodyTimeout = 200 * time.Millisecond })
+
+	resp, err := http.Post("http://"+f.addr+"/api/x", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "got hello" {
+		t.Fatalf("full body: %d %q", resp.StatusCode, b)
+	}
+
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+	reply, _ := io.ReadAll(c) // the server answers, then closes
+	if !strings.Contains(string(reply), "408") || !strings.Contains(string(reply), "timeout") {
+		t.Fatalf("slow body reply: %q", reply)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("slow body held the connection %v", el)
+	}
+}
+
+func TestNoPassthroughAfterDrain(t *testing.T) {
+	f := newFixture(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // drain timeout already over
+	f.proxy.Shutdown(ctx)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if f.proxy.track(a, b, true) {
+		t.Fatal("a passthrough pair was registered after the drain sweep")
+	}
+}

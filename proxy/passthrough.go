@@ -33,7 +33,9 @@ func (p *Proxy) passthrough(c net.Conn, remote net.Addr, name string, peeked []b
 	p.m.conns.WithLabelValues("tls").Inc()
 	p.m.active.WithLabelValues("tls").Inc()
 	defer p.m.active.WithLabelValues("tls").Dec()
-	p.track(c, up, true)
+	if !p.track(c, up, true) {
+		return // the drain timeout already passed: Shutdown closed the rest
+	}
 	defer p.track(c, up, false)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.m.bytes.WithLabelValues("up").Add(float64(proxyCopy(up, c))) })
@@ -41,15 +43,21 @@ func (p *Proxy) passthrough(c net.Conn, remote net.Addr, name string, peeked []b
 	wg.Wait()
 }
 
-func (p *Proxy) track(a, b net.Conn, add bool) {
+// track registers (add) or forgets a passthrough pair so Shutdown can
+// close it at the drain timeout. It refuses new pairs after that sweep.
+func (p *Proxy) track(a, b net.Conn, add bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if add {
+		if p.drained {
+			return false
+		}
 		p.tcp[a], p.tcp[b] = struct{}{}, struct{}{}
 	} else {
 		delete(p.tcp, a)
 		delete(p.tcp, b)
 	}
+	return true
 }
 
 // proxyCopy copies src to dst until EOF, then half-closes: dst's write

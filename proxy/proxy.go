@@ -50,6 +50,10 @@ type Config struct {
 	// HelloTimeout bounds how long a client may take to send its PROXY
 	// header, first bytes and whole ClientHello; zero means 10s.
 	HelloTimeout time.Duration
+	// BodyTimeout bounds how long a client may take to upload a request
+	// body (headers have their own 30s limit); zero means 60s. Websocket
+	// upgrades and requests without a body are not limited by it.
+	BodyTimeout time.Duration
 	// DialTimeout bounds dialing a scheduler or dashboard; zero means 10s.
 	DialTimeout time.Duration
 	// TLS, if set, serves HTTPS for API and dashboards on the shared port
@@ -80,7 +84,8 @@ type Proxy struct {
 
 	mu      sync.Mutex
 	tcp     map[net.Conn]struct{}
-	closing bool
+	closing bool // Shutdown began: the accept loops stop
+	drained bool // the drain timeout passed: no new passthrough pairs
 }
 
 // New checks cfg and builds the proxy.
@@ -111,6 +116,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 60 * time.Second
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 10 * time.Second
@@ -239,6 +247,7 @@ func (p *Proxy) serveHTTP(c net.Conn, remote net.Addr, peeked []byte, isTLS bool
 
 // ServeHTTP routes dashboards and hands the rest to the API.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.limitBody(w, r)
 	path := r.URL.Path
 	if p.cfg.Prefix != "" {
 		if path != p.cfg.Prefix && !strings.HasPrefix(path, p.cfg.Prefix+"/") {
@@ -291,6 +300,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		p.mu.Lock()
+		p.drained = true
 		for c := range p.tcp {
 			c.Close()
 		}

@@ -100,7 +100,8 @@ func (l *listeners) close() {
 
 func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *proxy.Table, reg prometheus.Registerer) (*proxy.Proxy, error) {
 	pc := proxy.Config{API: api, Routes: table, AuthorizeDashboard: api.AuthorizeDashboard, Prefix: cfg.Prefix, Logger: log, Registry: reg,
-		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), DialTimeout: time.Duration(cfg.Proxy.DialTimeout),
+		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), BodyTimeout: time.Duration(cfg.Proxy.BodyTimeout),
+		DialTimeout:    time.Duration(cfg.Proxy.DialTimeout),
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs}
 	if cfg.Proxy.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)
