@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,29 @@ type Config struct {
 	// Image is the container image for the Kubernetes backend; the local
 	// backend ignores it. Kept here so policies can set it on any backend.
 	Image string `json:"image"`
+
+	// Kubernetes backend settings (upstream's KubeClusterConfig plus typed
+	// placement keys); the local backend ignores them. Namespace "" means
+	// the backend's default namespace; a zero limit equals its request.
+	Namespace                     string            `json:"namespace,omitempty"`
+	ImagePullPolicy               string            `json:"image_pull_policy,omitempty"`
+	ImagePullSecrets              []NameRef         `json:"image_pull_secrets,omitempty"`
+	WorkerCoresLimit              float64           `json:"worker_cores_limit,omitempty"`
+	WorkerMemoryLimit             Memory            `json:"worker_memory_limit,omitempty"`
+	SchedulerCoresLimit           float64           `json:"scheduler_cores_limit,omitempty"`
+	SchedulerMemoryLimit          Memory            `json:"scheduler_memory_limit,omitempty"`
+	WorkerExtraContainerConfig    map[string]any    `json:"worker_extra_container_config,omitempty"`
+	SchedulerExtraContainerConfig map[string]any    `json:"scheduler_extra_container_config,omitempty"`
+	WorkerExtraPodConfig          map[string]any    `json:"worker_extra_pod_config,omitempty"`
+	SchedulerExtraPodConfig       map[string]any    `json:"scheduler_extra_pod_config,omitempty"`
+	WorkerExtraPodAnnotations     map[string]string `json:"worker_extra_pod_annotations,omitempty"`
+	SchedulerExtraPodAnnotations  map[string]string `json:"scheduler_extra_pod_annotations,omitempty"`
+	WorkerExtraPodLabels          map[string]string `json:"worker_extra_pod_labels,omitempty"`
+	SchedulerExtraPodLabels       map[string]string `json:"scheduler_extra_pod_labels,omitempty"`
+	NodeSelector                  map[string]string `json:"node_selector,omitempty"`
+	Tolerations                   []map[string]any  `json:"tolerations,omitempty"`
+	ServiceAccount                string            `json:"service_account,omitempty"`
+	PriorityClassName             string            `json:"priority_class_name,omitempty"`
 	// ClusterMaxMemory, ClusterMaxCores and ClusterMaxWorkers cap a
 	// cluster; nil means no cap. The worker cap is derived from all three.
 	ClusterMaxMemory  *Memory  `json:"cluster_max_memory"`
@@ -124,6 +148,16 @@ func (c Config) Validate() error {
 		check(c.SchedulerCores > *n, "Scheduler cores request of %v exceeds cluster cores limit of %v",
 			c.SchedulerCores, *n)
 	}
+	check(c.WorkerCoresLimit != 0 && c.WorkerCoresLimit < c.WorkerCores,
+		"worker_cores_limit (%v) must be >= worker_cores (%v)", c.WorkerCoresLimit, c.WorkerCores)
+	check(c.SchedulerCoresLimit != 0 && c.SchedulerCoresLimit < c.SchedulerCores,
+		"scheduler_cores_limit (%v) must be >= scheduler_cores (%v)", c.SchedulerCoresLimit, c.SchedulerCores)
+	check(c.WorkerMemoryLimit != 0 && c.WorkerMemoryLimit < c.WorkerMemory,
+		"worker_memory_limit (%d) must be >= worker_memory (%d)", c.WorkerMemoryLimit, c.WorkerMemory)
+	check(c.SchedulerMemoryLimit != 0 && c.SchedulerMemoryLimit < c.SchedulerMemory,
+		"scheduler_memory_limit (%d) must be >= scheduler_memory (%d)", c.SchedulerMemoryLimit, c.SchedulerMemory)
+	check(c.ImagePullPolicy != "" && !slices.Contains([]string{"Always", "IfNotPresent", "Never"}, c.ImagePullPolicy),
+		"image_pull_policy must be Always, IfNotPresent or Never, got %q", c.ImagePullPolicy)
 	for k := range c.Environment {
 		check(k == "" || strings.ContainsAny(k, "=\x00"), "environment key %q is not a valid variable name", k)
 	}
@@ -205,6 +239,11 @@ func configFields() map[string]int {
 		m[strings.Split(t.Field(i).Tag.Get("json"), ",")[0]] = i
 	}
 	return m
+}
+
+// NameRef is a Kubernetes local object reference, {"name": ...}.
+type NameRef struct {
+	Name string `json:"name"`
 }
 
 // Command is an argv list; it also decodes from a single string, which is

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
@@ -116,9 +117,18 @@ func TestStatus(t *testing.T) {
 }
 
 func TestNewKeypair(t *testing.T) {
+	for _, gen := range []func(string) ([]byte, []byte, error){NewKeypair, NewECKeypair} {
+		checkKeypair(t, gen)
+	}
+}
+
+func checkKeypair(t *testing.T, gen func(string) ([]byte, []byte, error)) {
 	name := NewName()
-	certPEM, keyPEM, err := NewKeypair(name)
+	certPEM, keyPEM, err := gen(name)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		t.Fatal(err)
 	}
 	block, _ := pem.Decode(certPEM)

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -22,6 +25,21 @@ func NewKeypair(name string) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate rsa key: %w", err)
 	}
+	return selfSigned(name, key, &key.PublicKey)
+}
+
+// NewECKeypair is NewKeypair with an ECDSA P-256 key: the same
+// certificate shape, made in about 0.1 ms instead of RSA's ~100 ms, which
+// matters when a controller starts hundreds of clusters at once.
+func NewECKeypair(name string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate ecdsa key: %w", err)
+	}
+	return selfSigned(name, key, &key.PublicKey)
+}
+
+func selfSigned(name string, key crypto.Signer, pub any) (certPEM, keyPEM []byte, err error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate serial: %w", err)
@@ -34,7 +52,7 @@ func NewKeypair(name string) (certPEM, keyPEM []byte, err error) {
 		NotAfter:     now.Add(365 * 24 * time.Hour),
 		DNSNames:     []string{name, "dask-internal", "skein-internal"},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate: %w", err)
 	}

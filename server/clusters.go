@@ -226,6 +226,11 @@ func (s *Server) buildCluster(ctx context.Context, u *cluster.User, raw json.Raw
 	if len(ignored) > 0 {
 		s.log.DebugContext(ctx, "option keys that are not cluster settings ignored", "keys", ignored)
 	}
+	if v, ok := s.cfg.Backend.(ConfigValidator); ok {
+		if err := v.ValidateConfig(cfg); err != nil {
+			return cluster.CreateRequest{}, unprocessable(err)
+		}
+	}
 	optsJSON, err := json.Marshal(vals)
 	if err != nil {
 		return cluster.CreateRequest{}, err

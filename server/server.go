@@ -38,6 +38,13 @@ type Backend interface {
 	Counts() map[cluster.Status]int
 }
 
+// ConfigValidator is implemented by backends with rules of their own for
+// a cluster's configuration (the Kubernetes backend builds its pods); a
+// failure is a 422 at request time, naming the setting.
+type ConfigValidator interface {
+	ValidateConfig(cluster.Config) error
+}
+
 // Config configures the API server.
 type Config struct {
 	Backend Backend

@@ -1,0 +1,87 @@
+package kube
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// ClientConfig says how to reach the API server.
+type ClientConfig struct {
+	// Kubeconfig is a kubeconfig path; empty means in-cluster config, then
+	// $KUBECONFIG, then ~/.kube/config.
+	Kubeconfig string
+	// QPS and Burst bound this process's API calls (upstream's
+	// k8s_api_rate_limit and _burst); zero means 50 and 100.
+	QPS   float32
+	Burst int
+	// Impersonate runs every call as this user (tests use it to prove the
+	// documented RBAC rules are enough).
+	Impersonate string
+}
+
+// Clients are the typed and dynamic clients of one process.
+type Clients struct {
+	Core    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Config  *rest.Config
+}
+
+// NewClients builds clients from cfg.
+func NewClients(cfg ClientConfig) (*Clients, error) {
+	rc, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = cfg.QPS, cfg.Burst
+	if rc.QPS <= 0 {
+		rc.QPS = 50
+	}
+	if rc.Burst <= 0 {
+		rc.Burst = 100
+	}
+	rc.UserAgent = "daskgate"
+	if cfg.Impersonate != "" {
+		rc.Impersonate = rest.ImpersonationConfig{UserName: cfg.Impersonate}
+	}
+	core, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Core: core, Dynamic: dyn, Config: rc}, nil
+}
+
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		if rc, err := rest.InClusterConfig(); err == nil {
+			return rc, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	return rc, nil
+}
+
+// OwnNamespace is the namespace this pod runs in, else "default".
+func OwnNamespace() string {
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if ns := strings.TrimSpace(string(b)); err == nil && ns != "" {
+		return ns
+	}
+	return "default"
+}

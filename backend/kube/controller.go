@@ -1,0 +1,817 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// ControllerConfig configures the controller. Zero values take the
+// defaults in brackets (upstream's where it has one).
+type ControllerConfig struct {
+	Clients *Clients
+	Logger  *slog.Logger
+	// Instance is the gateway.dask.org/instance label shared with the gateway.
+	Instance string
+	// Namespaces to watch [the controller's own]; the lease lives in the first.
+	Namespaces []string
+	// APIURL is DASK_GATEWAY_API_URL for schedulers and workers (required).
+	APIURL string
+	// Labels and Annotations are put on every object.
+	Labels      map[string]string
+	Annotations map[string]string
+	// Parallelism is the number of concurrent reconciles [20].
+	Parallelism int
+	// BackoffBase and BackoffMax bound per-cluster retry delays [0.1s, 300s].
+	BackoffBase, BackoffMax time.Duration
+	// StartTimeout fails a cluster whose scheduler is not ready in time,
+	// with the reason it waited for [5m]. Upstream waits forever.
+	StartTimeout time.Duration
+	// DeleteFailedScheduler deletes a failed scheduler pod at once, as
+	// upstream does; by default it is kept (its logs stay readable) until
+	// the DaskCluster is cleaned up.
+	DeleteFailedScheduler bool
+	// CompletedMaxAge and CleanupPeriod purge finished DaskClusters [24h, 10m].
+	CompletedMaxAge, CleanupPeriod time.Duration
+	// Identity names this replica in the Lease [hostname + pid].
+	Identity string
+	// LeaseName [daskgate-controller-<instance>]; LeaseDuration, RenewDeadline
+	// and RetryPeriod as in client-go [15s, 10s, 2s].
+	LeaseName                                 string
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// ExpectationsTimeout forgets unobserved pod creates/deletes [2m].
+	ExpectationsTimeout time.Duration
+}
+
+func (c *ControllerConfig) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.BackoffBase, 100*time.Millisecond)
+	def(&c.BackoffMax, 300*time.Second)
+	def(&c.StartTimeout, 5*time.Minute)
+	def(&c.CompletedMaxAge, 24*time.Hour)
+	def(&c.CleanupPeriod, 10*time.Minute)
+	def(&c.LeaseDuration, 15*time.Second)
+	def(&c.RenewDeadline, 10*time.Second)
+	def(&c.RetryPeriod, 2*time.Second)
+	def(&c.ExpectationsTimeout, 2*time.Minute)
+	if c.Parallelism <= 0 {
+		c.Parallelism = 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Namespaces) == 0 {
+		c.Namespaces = []string{OwnNamespace()}
+	}
+	if c.Identity == "" {
+		host, _ := os.Hostname()
+		c.Identity = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if c.LeaseName == "" {
+		c.LeaseName = "daskgate-controller-" + c.Instance
+	}
+}
+
+// Controller reconciles DaskCluster objects into pods, a Service and a
+// Secret, level-based: every pass reads the caches and does what is
+// missing, so a restart (or a new leader) resumes where anything stopped.
+type Controller struct {
+	cfg   ControllerConfig
+	log   *slog.Logger
+	build builder
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	dcInformers []cache.SharedIndexInformer
+	pods        []corelisters.PodLister
+	services    []corelisters.ServiceLister
+	synced      []cache.InformerSynced
+	starters    []func(<-chan struct{})
+	nsIndex     map[string]int
+
+	mu           sync.Mutex
+	exp          map[string]*expectation
+	finishedSeen map[types.UID]time.Time
+}
+
+// expectation counts worker pod creates and deletes issued but not yet
+// seen by the informer; scaling waits for them so it never doubles up.
+type expectation struct {
+	adds, dels int
+	at         time.Time
+}
+
+// NewController checks cfg and wires the informers; call Run.
+func NewController(cfg ControllerConfig) (*Controller, error) {
+	if cfg.Clients == nil || cfg.Instance == "" || cfg.APIURL == "" {
+		return nil, errors.New("kube controller: clients, instance and api_url are required")
+	}
+	cfg.setDefaults()
+	limiter := workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](cfg.BackoffBase, cfg.BackoffMax),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
+	)
+	c := &Controller{cfg: cfg, log: cfg.Logger, exp: map[string]*expectation{}, nsIndex: map[string]int{},
+		finishedSeen: map[types.UID]time.Time{},
+		build:        builder{instance: cfg.Instance, apiURL: cfg.APIURL, labels: cfg.Labels, annotations: cfg.Annotations},
+		queue:        workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "daskclusters"})}
+	selector := LabelInstance + "=" + cfg.Instance
+	for i, ns := range cfg.Namespaces {
+		c.nsIndex[ns] = i
+		dyn := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Clients.Dynamic, 0, ns,
+			func(o *metav1.ListOptions) { o.LabelSelector = selector })
+		dcInf := dyn.ForResource(GVR).Informer()
+		core := informers.NewSharedInformerFactoryWithOptions(cfg.Clients.Core, 0, informers.WithNamespace(ns),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector + "," + LabelCluster }))
+		podInf := core.Core().V1().Pods()
+		svcInf := core.Core().V1().Services()
+		enqueueObj := func(obj any) {
+			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+				c.queue.Add(key)
+			}
+		}
+		if _, err := dcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueueObj, UpdateFunc: func(_, o any) { enqueueObj(o) },
+			DeleteFunc: func(obj any) {
+				if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+					c.mu.Lock()
+					delete(c.exp, key)
+					c.mu.Unlock()
+				}
+			},
+		}); err != nil {
+			return nil, err
+		}
+		if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.podEvent(obj, +1) },
+			UpdateFunc: func(_, obj any) { c.podEvent(obj, 0) },
+			DeleteFunc: func(obj any) { c.podEvent(obj, -1) },
+		}); err != nil {
+			return nil, err
+		}
+		if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { c.ownerEvent(obj) },
+		}); err != nil {
+			return nil, err
+		}
+		c.dcInformers = append(c.dcInformers, dcInf)
+		c.pods = append(c.pods, podInf.Lister())
+		c.services = append(c.services, svcInf.Lister())
+		c.synced = append(c.synced, dcInf.HasSynced, podInf.Informer().HasSynced, svcInf.Informer().HasSynced)
+		c.starters = append(c.starters, dyn.Start, core.Start)
+	}
+	return c, nil
+}
+
+// ownerEvent enqueues the cluster an object belongs to.
+func (c *Controller) ownerEvent(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	if hex := m.GetLabels()[LabelCluster]; hex != "" {
+		c.queue.Add(m.GetNamespace() + "/" + hex)
+	}
+}
+
+func metaOf(obj any) (metav1.Object, error) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, fmt.Errorf("unexpected %T", obj)
+	}
+	return m, nil
+}
+
+// podEvent settles worker expectations (+1 created, -1 deleted) and
+// enqueues the pod's cluster.
+func (c *Controller) podEvent(obj any, delta int) {
+	m, err := metaOf(obj)
+	if err != nil {
+		return
+	}
+	hex := m.GetLabels()[LabelCluster]
+	if hex == "" {
+		return
+	}
+	key := m.GetNamespace() + "/" + hex
+	if delta != 0 && m.GetLabels()[LabelComponent] == ComponentWorker {
+		c.mu.Lock()
+		if e := c.exp[key]; e != nil {
+			if delta > 0 && e.adds > 0 {
+				e.adds--
+			} else if delta < 0 && e.dels > 0 {
+				e.dels--
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.queue.Add(key)
+}
+
+// Run starts the informers at once (a standby keeps warm caches for a
+// fast fail-over) and reconciles while it holds the Lease. It returns when
+// ctx ends or leadership is lost.
+func (c *Controller) Run(ctx context.Context) error {
+	for _, start := range c.starters {
+		start(ctx.Done())
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: c.cfg.LeaseName, Namespace: c.cfg.Namespaces[0]},
+		Client:     c.cfg.Clients.Core.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: c.cfg.Identity},
+	}
+	var runErr error
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, ReleaseOnCancel: true, Name: c.cfg.LeaseName,
+		LeaseDuration: c.cfg.LeaseDuration, RenewDeadline: c.cfg.RenewDeadline, RetryPeriod: c.cfg.RetryPeriod,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) { runErr = c.lead(ctx) },
+			OnStoppedLeading: func() { c.log.Info("controller lease released or lost", "identity", c.cfg.Identity) },
+			OnNewLeader: func(id string) {
+				if id != c.cfg.Identity {
+					c.log.Info("controller standing by", "leader", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	le.Run(ctx)
+	c.queue.ShutDown()
+	return runErr
+}
+
+// lead runs the workers and the cleanup loop until ctx ends.
+func (c *Controller) lead(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return errors.New("kube controller: caches did not sync")
+	}
+	c.log.Info("controller leading", "identity", c.cfg.Identity, "namespaces", c.cfg.Namespaces)
+	for _, inf := range c.dcInformers { // everything once, in case we took over mid-way
+		for _, key := range inf.GetStore().ListKeys() {
+			c.queue.Add(key)
+		}
+	}
+	var wg sync.WaitGroup
+	for range c.cfg.Parallelism {
+		wg.Go(func() {
+			for c.next(ctx) {
+			}
+		})
+	}
+	wg.Go(func() { c.cleanupLoop(ctx) })
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+func (c *Controller) next(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	after, err := c.reconcile(ctx, key)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		c.log.Warn("reconcile failed; retrying with backoff", "cluster", key, "err", err)
+		c.queue.AddRateLimited(key)
+	case err == nil:
+		c.queue.Forget(key)
+		if after > 0 {
+			c.queue.AddAfter(key, after)
+		}
+	}
+	return true
+}
+
+func (c *Controller) getDC(ns, name string) (*DaskCluster, error) {
+	i, ok := c.nsIndex[ns]
+	if !ok {
+		return nil, nil
+	}
+	obj, exists, err := c.dcInformers[i].GetStore().GetByKey(ns + "/" + name)
+	if err != nil || !exists {
+		return nil, err
+	}
+	return fromUnstructured(obj)
+}
+
+// reconcile drives one cluster one step towards what its spec asks. It
+// returns a delay after which to look again (start timeout), if any.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, hex, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil
+	}
+	dc, err := c.getDC(ns, hex)
+	if err != nil || dc == nil {
+		return 0, err
+	}
+	st := dc.Status
+	switch st.phase() {
+	case PhaseStopped, PhaseFailed:
+		return 0, c.finishWorkers(ctx, dc)
+	}
+	if !dc.Spec.active() {
+		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
+			return 0, err
+		}
+		if err := c.deleteSecret(ctx, ns, hex); err != nil {
+			return 0, err
+		}
+		st.Phase, st.CompletionTime, st.Unscheduled = PhaseStopped, now(), 0
+		return 0, c.writeStatus(ctx, dc, st)
+	}
+	sched, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+	if apierrors.IsNotFound(err) {
+		sched = nil
+	} else if err != nil {
+		return 0, err
+	}
+	if sched == nil {
+		if st.phase() == PhaseRunning {
+			return 0, c.fail(ctx, dc, st, "SchedulerDeleted", "the scheduler pod was deleted")
+		}
+		if err := c.createSecret(ctx, dc); err != nil {
+			return 0, err
+		}
+		return c.startTimeout(dc), c.createPod(ctx, dc, true)
+	}
+	if sched.DeletionTimestamp != nil {
+		return 0, nil // wait for it to go; its delete event brings us back
+	}
+	if reason, msg, failed := schedulerFailure(sched); failed {
+		return 0, c.fail(ctx, dc, st, reason, msg)
+	}
+	if st.phase() == PhasePending {
+		if !podReady(sched) {
+			reason, msg := waitingReason(sched)
+			if left := c.startTimeout(dc); left <= 0 {
+				if reason == "" {
+					reason, msg = "StartTimeout", "the scheduler was not ready in time"
+				}
+				return 0, c.fail(ctx, dc, st, reason, fmt.Sprintf("%s (start timeout %s)", msg, c.cfg.StartTimeout))
+			} else if reason != st.Reason || msg != st.Message {
+				st.Reason, st.Message = reason, msg
+				return left, c.writeStatus(ctx, dc, st)
+			} else {
+				return left, nil
+			}
+		}
+		if err := c.ensureService(ctx, dc); err != nil {
+			return 0, err
+		}
+		st.Phase, st.Reason, st.Message = PhaseRunning, "", ""
+		st.Credentials, st.SchedulerPod, st.Service = secretName(hex), schedulerName(hex), serviceName(hex)
+	}
+	unscheduled, err := c.scale(ctx, dc, sched)
+	if err != nil {
+		return 0, err
+	}
+	st.Unscheduled = int64(unscheduled)
+	return 0, c.writeStatus(ctx, dc, st)
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// startTimeout is how long the cluster may still take to start.
+func (c *Controller) startTimeout(dc *DaskCluster) time.Duration {
+	return time.Until(dc.CreationTimestamp.Add(c.cfg.StartTimeout))
+}
+
+// fail marks the cluster Failed with a reason the API shows to the user,
+// records an Event, deletes the workers and the Secret, and keeps the
+// scheduler pod for its logs unless configured otherwise.
+func (c *Controller) fail(ctx context.Context, dc *DaskCluster, st Status, reason, msg string) error {
+	ns, hex := dc.Namespace, dc.Name
+	c.log.Warn("cluster failed", "cluster", PublicName(ns, hex), "reason", reason, "message", msg)
+	if c.cfg.DeleteFailedScheduler {
+		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
+			return err
+		}
+	}
+	if err := c.deleteSecret(ctx, ns, hex); err != nil {
+		return err
+	}
+	st.Phase, st.CompletionTime, st.Reason, st.Message, st.Unscheduled = PhaseFailed, now(), reason, msg, 0
+	c.event(ctx, dc, corev1.EventTypeWarning, reason, msg)
+	if err := c.writeStatus(ctx, dc, st); err != nil {
+		return err
+	}
+	return c.finishWorkers(ctx, dc)
+}
+
+// finishWorkers deletes the worker pods of a finished cluster (a kept
+// scheduler pod would otherwise keep them alive as their owner).
+func (c *Controller) finishWorkers(ctx context.Context, dc *DaskCluster) error {
+	workers, err := c.workers(dc.Namespace, dc.Name)
+	if err != nil {
+		return err
+	}
+	for _, p := range workers {
+		if p.DeletionTimestamp == nil {
+			if err := c.deletePod(ctx, dc.Namespace, p.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Controller) workers(ns, hex string) ([]*corev1.Pod, error) {
+	sel := labels.SelectorFromSet(labels.Set{LabelCluster: hex, LabelComponent: ComponentWorker})
+	return c.pods[c.nsIndex[ns]].Pods(ns).List(sel)
+}
+
+// schedulerFailure reports a scheduler that ended or can never start.
+func schedulerFailure(p *corev1.Pod) (reason, msg string, failed bool) {
+	if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
+		reason, msg = string(p.Status.Phase), p.Status.Message
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil {
+				reason, msg = t.Reason, fmt.Sprintf("scheduler exited with code %d", t.ExitCode)
+			}
+		}
+		if reason == "" {
+			reason = "SchedulerExited"
+		}
+		return reason, msg, true
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if t := cs.State.Terminated; t != nil {
+			return orDefault(t.Reason, "Error"), fmt.Sprintf("scheduler exited with code %d", t.ExitCode), true
+		}
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError":
+				return w.Reason, w.Message, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// waitingReason says why a scheduler pod is not ready yet, if it knows.
+func waitingReason(p *corev1.Pod) (reason, msg string) {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse {
+			return orDefault(cond.Reason, "Unschedulable"), cond.Message
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason, w.Message
+		}
+	}
+	return "", ""
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (c *Controller) clusterConfig(dc *DaskCluster) (cluster.Config, error) {
+	cfg := cluster.DefaultConfig()
+	b, err := json.Marshal(dc.Spec.Config)
+	if err != nil {
+		return cfg, err
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("spec.config: %w", err)
+	}
+	return cfg, nil
+}
+
+func (c *Controller) owner(dc *DaskCluster) metav1.OwnerReference {
+	return ownerRef(Group+"/"+Version, Kind, dc.Name, string(dc.UID))
+}
+
+func (c *Controller) createSecret(ctx context.Context, dc *DaskCluster) error {
+	s, err := c.build.secret(dc.Namespace, dc.Name)
+	if err != nil {
+		return err
+	}
+	s.OwnerReferences = []metav1.OwnerReference{c.owner(dc)}
+	_, err = c.cfg.Clients.Core.CoreV1().Secrets(dc.Namespace).Create(ctx, s, metav1.CreateOptions{FieldManager: "daskgate"})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+// createPod creates the scheduler pod, or one worker pod owned by sched.
+func (c *Controller) createPod(ctx context.Context, dc *DaskCluster, scheduler bool) error {
+	p, err := c.podTemplate(dc, scheduler)
+	if err != nil {
+		return err
+	}
+	if scheduler {
+		p.OwnerReferences = []metav1.OwnerReference{c.owner(dc)}
+	}
+	_, err = c.cfg.Clients.Core.CoreV1().Pods(dc.Namespace).Create(ctx, p, metav1.CreateOptions{FieldManager: "daskgate"})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) podTemplate(dc *DaskCluster, scheduler bool) (*corev1.Pod, error) {
+	cfg, err := c.clusterConfig(dc)
+	if err != nil {
+		return nil, err
+	}
+	p, warnings, err := c.build.pod(dc.Namespace, dc.Name, cfg, scheduler)
+	for _, w := range warnings {
+		c.log.Warn("cluster config has fields Kubernetes will drop", "cluster", PublicName(dc.Namespace, dc.Name), "warning", w)
+	}
+	return p, err
+}
+
+func (c *Controller) ensureService(ctx context.Context, dc *DaskCluster) error {
+	if _, err := c.services[c.nsIndex[dc.Namespace]].Services(dc.Namespace).Get(serviceName(dc.Name)); err == nil {
+		return nil
+	}
+	sched, err := c.pods[c.nsIndex[dc.Namespace]].Pods(dc.Namespace).Get(schedulerName(dc.Name))
+	if err != nil {
+		return err
+	}
+	s := c.build.service(dc.Namespace, dc.Name)
+	s.OwnerReferences = []metav1.OwnerReference{podOwner(sched)}
+	_, err = c.cfg.Clients.Core.CoreV1().Services(dc.Namespace).Create(ctx, s, metav1.CreateOptions{FieldManager: "daskgate"})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func podOwner(p *corev1.Pod) metav1.OwnerReference {
+	return ownerRef("v1", "Pod", p.Name, string(p.UID))
+}
+
+func (c *Controller) deletePod(ctx context.Context, ns, name string) error {
+	err := c.cfg.Clients.Core.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (c *Controller) deleteSecret(ctx context.Context, ns, hex string) error {
+	err := c.cfg.Clients.Core.CoreV1().Secrets(ns).Delete(ctx, secretName(hex), metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// writeStatus replaces the whole status with one patch, only if it changed.
+func (c *Controller) writeStatus(ctx context.Context, dc *DaskCluster, st Status) error {
+	if st == dc.Status {
+		return nil
+	}
+	body, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
+	if err != nil {
+		return err
+	}
+	_, err = c.cfg.Clients.Dynamic.Resource(GVR).Namespace(dc.Namespace).Patch(ctx, dc.Name, types.JSONPatchType, body,
+		metav1.PatchOptions{FieldManager: "daskgate"}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// event records a Kubernetes Event on the DaskCluster; failures are logged only.
+func (c *Controller) event(ctx context.Context, dc *DaskCluster, typ, reason, msg string) {
+	t := metav1.Now()
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: dc.Name + ".", Namespace: dc.Namespace},
+		InvolvedObject: corev1.ObjectReference{APIVersion: Group + "/" + Version, Kind: Kind, Name: dc.Name,
+			Namespace: dc.Namespace, UID: dc.UID},
+		Type: typ, Reason: reason, Message: msg, FirstTimestamp: t, LastTimestamp: t, Count: 1,
+		Source: corev1.EventSource{Component: "daskgate-controller"},
+	}
+	if _, err := c.cfg.Clients.Core.CoreV1().Events(dc.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		c.log.Debug("recording event", "err", err)
+	}
+}
+
+// expectationsMet reports whether earlier creates/deletes have all been
+// observed (or have expired).
+func (c *Controller) expectationsMet(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.exp[key]
+	return e == nil || (e.adds <= 0 && e.dels <= 0) || time.Since(e.at) > c.cfg.ExpectationsTimeout
+}
+
+func (c *Controller) expect(key string, adds, dels int) {
+	c.mu.Lock()
+	c.exp[key] = &expectation{adds: adds, dels: dels, at: time.Now()}
+	c.mu.Unlock()
+}
+
+// scale makes the live workers match spec.replicas: it deletes finished
+// worker pods (retired workers exit 0 and their pods succeed), creates
+// missing ones in growing batches, and on scale-down deletes pending pods
+// only (unscheduled first, then the newest), never running workers: the
+// scheduler retires those itself. It returns the unscheduled count.
+func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.Pod) (int, error) {
+	key := dc.Namespace + "/" + dc.Name
+	pods, err := c.workers(dc.Namespace, dc.Name)
+	if err != nil {
+		return 0, err
+	}
+	var live, pending, finished []*corev1.Pod
+	unscheduled := 0
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		switch p.Status.Phase {
+		case corev1.PodSucceeded, corev1.PodFailed:
+			finished = append(finished, p)
+		case corev1.PodRunning:
+			live = append(live, p)
+		default:
+			live = append(live, p)
+			pending = append(pending, p)
+			if !scheduled(p) {
+				unscheduled++
+			}
+		}
+	}
+	if !c.expectationsMet(key) {
+		return unscheduled, nil
+	}
+	delta := int(dc.Spec.replicas()) - len(live)
+	var doomed []*corev1.Pod
+	doomed = append(doomed, finished...)
+	if delta < 0 {
+		sort.SliceStable(pending, func(i, j int) bool {
+			si, sj := scheduled(pending[i]), scheduled(pending[j])
+			if si != sj {
+				return !si
+			}
+			return pending[j].CreationTimestamp.Before(&pending[i].CreationTimestamp)
+		})
+		doomed = append(doomed, pending[:min(-delta, len(pending))]...)
+	}
+	c.expect(key, max(delta, 0), len(doomed))
+	for _, p := range doomed {
+		if err := c.deletePod(ctx, dc.Namespace, p.Name); err != nil {
+			return unscheduled, err
+		}
+	}
+	if delta <= 0 {
+		return unscheduled, nil
+	}
+	tmpl, err := c.podTemplate(dc, false)
+	if err != nil {
+		return unscheduled, err
+	}
+	tmpl.OwnerReferences = []metav1.OwnerReference{podOwner(sched)}
+	submitted := 0
+	for batch := 1; submitted < delta; batch *= 2 {
+		n := min(batch, delta-submitted)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = c.cfg.Clients.Core.CoreV1().Pods(dc.Namespace).Create(ctx, tmpl.DeepCopy(), metav1.CreateOptions{FieldManager: "daskgate"})
+			})
+		}
+		wg.Wait()
+		failed := 0
+		var first error
+		for _, err := range errs {
+			if err != nil {
+				failed++
+				first = cmpErr(first, err)
+			}
+		}
+		submitted += n
+		if failed > 0 {
+			c.mu.Lock()
+			if e := c.exp[key]; e != nil {
+				e.adds -= failed + (delta - submitted)
+			}
+			c.mu.Unlock()
+			return unscheduled, fmt.Errorf("creating worker pods: %d of %d failed: %w", failed, n, first)
+		}
+	}
+	return unscheduled, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+func scheduled(p *corev1.Pod) bool {
+	if p.Spec.NodeName != "" {
+		return true
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// cleanupLoop deletes finished DaskClusters older than CompletedMaxAge;
+// their Secret, pods and Service go with them (owner references).
+func (c *Controller) cleanupLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.CleanupPeriod)
+	defer t.Stop()
+	for {
+		c.cleanup(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Controller) cleanup(ctx context.Context) {
+	cutoff := time.Now().Add(-c.cfg.CompletedMaxAge)
+	for _, inf := range c.dcInformers {
+		for _, obj := range inf.GetStore().List() {
+			dc, err := fromUnstructured(obj)
+			if err != nil || (dc.Status.phase() != PhaseStopped && dc.Status.phase() != PhaseFailed) {
+				continue
+			}
+			done, err := time.Parse(time.RFC3339, dc.Status.CompletionTime)
+			if err != nil { // upstream may leave it out: count from when we first saw it finished
+				c.mu.Lock()
+				if _, ok := c.finishedSeen[dc.UID]; !ok {
+					c.finishedSeen[dc.UID] = time.Now()
+				}
+				done = c.finishedSeen[dc.UID]
+				c.mu.Unlock()
+			}
+			if !done.After(cutoff) {
+				policy := metav1.DeletePropagationBackground
+				err := c.cfg.Clients.Dynamic.Resource(GVR).Namespace(dc.Namespace).Delete(ctx, dc.Name,
+					metav1.DeleteOptions{PropagationPolicy: &policy})
+				if err != nil && !apierrors.IsNotFound(err) {
+					c.log.Warn("deleting finished cluster", "cluster", PublicName(dc.Namespace, dc.Name), "err", err)
+				} else {
+					c.log.Info("deleted finished cluster", "cluster", PublicName(dc.Namespace, dc.Name), "completed", dc.Status.CompletionTime)
+				}
+			}
+		}
+	}
+}
