@@ -10,7 +10,8 @@ ARGS   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build venv run test test-go test-e2e check bench examples wasm-fixtures clean
+KUBE_TESTENV ?= ../shared/tools/kube-testenv
+.PHONY: help build venv run test test-go test-e2e check bench examples wasm-fixtures kube-testenv manifests clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,10 +38,17 @@ examples: build ## build the WASM examples: the Go module (GOOS=wasip1) and Rego
 wasm-fixtures: ## rebuild checked-in .wat test fixtures (needs wat2wasm from Debian's wabt)
 	wat2wasm wasm/testdata/minimal/minimal.wat -o wasm/testdata/minimal/minimal.wasm
 
-test: build venv examples test-go test-e2e ## everything: Go tests with -race, then e2e with the real client
+kube-testenv: ## build/cache the real kube-apiserver, etcd, kwok (cold ~16 min on 2 cores, then ~0.1 s)
+	$(KUBE_TESTENV) install
+
+manifests: build ## regenerate deploy/ (CRD and RBAC) from the Go types
+	$(BIN) install-crds --print > deploy/daskclusters.crd.yaml
+	$(BIN) install-crds --print-rbac dask > deploy/rbac.yaml
+
+test: build venv examples kube-testenv test-go test-e2e ## everything: Go tests with -race (incl. a real API server), then e2e with the real client
 
 test-go: ## Go unit and integration tests (-race)
-	$(GO) test -race -count=1 ./...
+	KUBE_TESTENV="$(abspath $(KUBE_TESTENV))" $(GO) test -race -count=1 -timeout 20m ./...
 
 test-e2e: build venv examples ## pytest e2e/ against bin/daskgate with real dask processes
 	DASKGATE_BIN="$(CURDIR)/$(BIN)" $(VENV)/bin/python -m pytest -v e2e $(PYTEST_ARGS)

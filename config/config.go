@@ -77,8 +77,10 @@ type Options struct {
 
 // Backend configures where clusters run.
 type Backend struct {
-	// Type is "local" (processes on this machine).
+	// Type is "local" (processes on this machine) or "kubernetes" (pods).
 	Type string `json:"type"`
+	// Kubernetes configures the kubernetes backend and its controller.
+	Kubernetes Kubernetes `json:"kubernetes"`
 	// ClustersDirectory holds per-cluster workdirs; "" means <data_dir>/clusters.
 	ClustersDirectory string `json:"clusters_directory"`
 	// InheritedEnvironment lists gateway variables copied to cluster processes.
@@ -101,6 +103,42 @@ type Backend struct {
 	SigintTimeout  cluster.Duration `json:"sigint_timeout"`
 	SigtermTimeout cluster.Duration `json:"sigterm_timeout"`
 	SigkillTimeout cluster.Duration `json:"sigkill_timeout"`
+}
+
+// Kubernetes configures backend.type kubernetes: the gateway side and the
+// controller (`daskgate controller`, or in `serve` with controller.enabled).
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig path; "" means in-cluster, then $KUBECONFIG.
+	Kubeconfig string `json:"kubeconfig"`
+	// Instance is the gateway.dask.org/instance label gateway and controller
+	// share; "" means $DASK_GATEWAY_INSTANCE, then "dask-gateway".
+	Instance string `json:"instance"`
+	// Namespaces clusters may run in; the first is the default (option
+	// handlers may pick another from the list). Empty: the pod's own namespace.
+	Namespaces []string `json:"namespaces"`
+	// Labels and Annotations go on every object (upstream's common_labels/annotations).
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	// QPS and Burst limit this process's API calls.
+	QPS   float64 `json:"qps"`
+	Burst int     `json:"burst"`
+	// Controller settings.
+	Controller KubeController `json:"controller"`
+}
+
+// KubeController configures the controller.
+type KubeController struct {
+	// Enabled runs the controller inside `daskgate serve` as well (one
+	// binary, one Deployment); the Lease keeps several replicas safe.
+	Enabled                bool             `json:"enabled"`
+	Parallelism            int              `json:"parallelism"`
+	BackoffBaseDelay       cluster.Duration `json:"backoff_base_delay"`
+	BackoffMaxDelay        cluster.Duration `json:"backoff_max_delay"`
+	StartTimeout           cluster.Duration `json:"start_timeout"`
+	CompletedClusterMaxAge cluster.Duration `json:"completed_cluster_max_age"`
+	CleanupPeriod          cluster.Duration `json:"completed_cluster_cleanup_period"`
+	DeleteFailedScheduler  bool             `json:"delete_failed_scheduler"`
+	LeaseName              string           `json:"lease_name"`
 }
 
 // Proxy configures the built-in proxy.
@@ -158,6 +196,9 @@ func Default() Config {
 			WorkerStartFailureLimit: 3, StopClustersOnShutdown: true,
 			ClusterMaxAge: dur(24 * time.Hour), CleanupPeriod: dur(10 * time.Minute),
 			SigintTimeout: dur(10 * time.Second), SigtermTimeout: dur(5 * time.Second), SigkillTimeout: dur(5 * time.Second),
+			Kubernetes: Kubernetes{QPS: 50, Burst: 100, Controller: KubeController{Parallelism: 20,
+				BackoffBaseDelay: dur(100 * time.Millisecond), BackoffMaxDelay: dur(300 * time.Second), StartTimeout: dur(5 * time.Minute),
+				CompletedClusterMaxAge: dur(24 * time.Hour), CleanupPeriod: dur(10 * time.Minute)}},
 		},
 		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), BodyTimeout: dur(60 * time.Second), DialTimeout: dur(10 * time.Second)},
 		WASM:  WASM{Timeout: dur(100 * time.Millisecond), MemoryLimit: 64 << 20},
@@ -267,7 +308,7 @@ func (c *Config) Validate() error {
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "text", "json"))
 	add(oneOf("auth.type", c.Auth.Type, "simple"))
-	add(oneOf("backend.type", c.Backend.Type, "local"))
+	add(oneOf("backend.type", c.Backend.Type, "local", "kubernetes"))
 	if (c.Proxy.TLSCert == "") != (c.Proxy.TLSKey == "") {
 		add(errors.New("proxy.tls_cert and proxy.tls_key must be set together"))
 	}

@@ -486,14 +486,14 @@ func schedulerFailure(p *corev1.Pod) (reason, msg string, failed bool) {
 
 // waitingReason says why a scheduler pod is not ready yet, if it knows.
 func waitingReason(p *corev1.Pod) (reason, msg string) {
-	for _, cond := range p.Status.Conditions {
-		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse {
-			return orDefault(cond.Reason, "Unschedulable"), cond.Message
-		}
-	}
 	for _, cs := range p.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
 			return w.Reason, w.Message
+		}
+	}
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse {
+			return orDefault(cond.Reason, "Unschedulable"), cond.Message
 		}
 	}
 	return "", ""

@@ -46,7 +46,7 @@ func CRD() map[string]any {
 				"additionalPrinterColumns": []any{
 					col("User", "string", ".spec.username", "owner of the cluster"),
 					col("Phase", "string", ".status.phase", "Pending, Running, Stopped or Failed"),
-					col("Workers", "integer", ".status.workers", "worker pods"),
+					col("Workers", "integer", ".spec.replicas", "workers the scheduler asked for"),
 					col("Reason", "string", ".status.reason", "why the cluster failed or waits"),
 					col("Age", "date", ".metadata.creationTimestamp", ""),
 				},

@@ -206,7 +206,7 @@ var phaseStatus = map[string]cluster.Status{
 func (g *Gateway) toCluster(dc *DaskCluster) *cluster.Cluster {
 	c := &cluster.Cluster{Name: PublicName(dc.Namespace, dc.Name), Username: dc.Spec.Username,
 		Status: phaseStatus[dc.Status.phase()], StartTime: dc.CreationTimestamp.UnixMilli(),
-		Workers: int(dc.Status.Workers), Reason: dc.Status.Message}
+		Workers: int(dc.Spec.replicas()), Reason: dc.Status.Message}
 	if c.Status == 0 {
 		c.Status = cluster.Pending
 	}

@@ -36,7 +36,8 @@ type harness struct {
 	sched    *httptest.Server
 	ctlCfg   kube.ControllerConfig
 	gateways []*gatewayReplica
-	ctls     []context.CancelFunc
+	// clusterConfig adjusts the admin cluster config of gateways started next.
+	clusterConfig func(*cluster.Config)
 }
 
 type gatewayReplica struct {
@@ -102,6 +103,9 @@ func (h *harness) startGateway() *gatewayReplica {
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Image = "ghcr.io/dask/dask-gateway:test"
+	if h.clusterConfig != nil {
+		h.clusterConfig(&cfg)
+	}
 	srv, err := server.New(server.Config{Backend: gw, Auth: auth.NewSimple(""), ClusterConfig: cfg,
 		WaitTimeout: 30 * time.Second, Logger: testLogger(h.t),
 		Scheduler: &server.SchedulerClient{HTTP: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dial}}}})

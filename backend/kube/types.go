@@ -103,9 +103,8 @@ type Status struct {
 	// (ImagePullBackOff, Unschedulable, StartTimeout, exit codes).
 	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message,omitempty"`
-	// Workers counts worker pods running, pending and unscheduled.
-	Workers     int64 `json:"workers,omitempty"`
-	Pending     int64 `json:"pendingWorkers,omitempty"`
+	// Unscheduled counts worker pods no node can take (yet): a cluster
+	// waiting for node autoscaling, or asking for more than fits.
 	Unscheduled int64 `json:"unscheduledWorkers,omitempty"`
 }
 

@@ -1,6 +1,8 @@
 // Command daskgate is a drop-in replacement for dask-gateway-server.
 //
 //	daskgate serve [--config daskgate.yaml] [--address 127.0.0.1:8000] ...
+//	daskgate controller --config daskgate.yaml   (backend.type kubernetes)
+//	daskgate install-crds [--kubeconfig PATH] [--print] [--print-rbac NAMESPACE]
 //	daskgate policy eval DECISION --policy PATH [--input x.json] [--user NAME --groups a,b]
 //	daskgate policy test PATH...
 //	daskgate version
@@ -44,18 +46,22 @@ func main() {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: daskgate serve|policy|version [flags]")
+		return errors.New("usage: daskgate serve|controller|install-crds|policy|version [flags]")
 	}
 	switch args[0] {
 	case "serve":
 		return serveCmd(args[1:])
 	case "policy":
 		return policyCmd(args[1:], stdout)
+	case "controller":
+		return controllerCmd(args[1:])
+	case "install-crds":
+		return installCRDsCmd(args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, policy or version)", args[0])
+	return fmt.Errorf("unknown command %q (want serve, controller, install-crds, policy or version)", args[0])
 }
 
 func serveCmd(args []string) error {

@@ -33,11 +33,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	db, err := openStore(cfg.DataDir, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
@@ -50,10 +45,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	table := proxy.NewTable()
-	srv, backend, err := build(ctx, cfg, log, db, table, apiURL, reg)
+	srv, backend, closeBackend, err := build(ctx, cfg, log, table, apiURL, reg)
 	if err != nil {
 		return err
 	}
+	defer closeBackend()
 	px, err := newProxy(cfg, log, srv, table, reg)
 	if err != nil {
 		return err
@@ -129,43 +125,72 @@ func openStore(dir string, log *slog.Logger) (*store.DB, error) {
 	return db, nil
 }
 
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, *local.Backend, error) {
+// runner is a backend's life cycle as serve drives it.
+type runner interface {
+	server.Backend
+	Start()
+	Shutdown(ctx context.Context)
+}
+
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, runner, func(), error) {
 	set, err := options.New(cfg.Options.Fields)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sc, err := policies(ctx, cfg, log, reg, set)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var srv *server.Server
+	var backend runner
+	closeBackend := func() {}
+	if cfg.Backend.Type == "kubernetes" {
+		if backend, err = newKubeBackend(cfg, log, table, apiURL); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		db, err := openStore(cfg.DataDir, log)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		closeBackend = func() { db.Close() }
+		if backend, err = newLocalBackend(cfg, log, db, table, apiURL, func(d time.Duration) { srv.ObserveClusterStart(d) }); err != nil {
+			db.Close()
+			return nil, nil, nil, err
+		}
+	}
+	sc.Backend, sc.Auth, sc.Sessions = backend, auth.NewSimple(cfg.Auth.Password), auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
+	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
+	srv, err = server.New(sc)
+	if err != nil {
+		closeBackend()
+		return nil, nil, nil, err
+	}
+	return srv, backend, closeBackend, nil
+}
+
+func newLocalBackend(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, onRunning func(time.Duration)) (*local.Backend, error) {
 	b := cfg.Backend
 	dir := b.ClustersDirectory
 	if dir == "" {
 		dir = filepath.Join(cfg.DataDir, "clusters")
 	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return nil, nil, err
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create clusters directory: %w", err)
+		return nil, fmt.Errorf("create clusters directory: %w", err)
 	}
-	backend, err := local.New(local.Config{
+	return local.New(local.Config{
 		Logger: log, Dir: dir, Store: db, APIURL: apiURL, InheritedEnv: b.InheritedEnvironment, Routes: table,
-		OnRunning:           func(d time.Duration) { srv.ObserveClusterStart(d) },
+		OnRunning:           onRunning,
 		ClusterStartTimeout: time.Duration(b.ClusterStartTimeout), WorkerStartTimeout: time.Duration(b.WorkerStartTimeout),
 		HeartbeatPeriod: time.Duration(b.HeartbeatPeriod), HeartbeatTimeout: time.Duration(b.HeartbeatTimeout),
 		StatusPeriod: time.Duration(b.StatusPeriod), WorkerStartFailureLimit: b.WorkerStartFailureLimit,
 		StopTimeouts:   [3]time.Duration{time.Duration(b.SigintTimeout), time.Duration(b.SigtermTimeout), time.Duration(b.SigkillTimeout)},
 		StopOnShutdown: b.StopClustersOnShutdown, ClusterMaxAge: time.Duration(b.ClusterMaxAge), CleanupPeriod: time.Duration(b.CleanupPeriod),
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	sc.Backend, sc.Auth, sc.Sessions = backend, auth.NewSimple(cfg.Auth.Password), auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
-	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
-	srv, err = server.New(sc)
-	return srv, backend, err
 }
 
 // policies builds the decision chain: the .wasm module (for what it

@@ -1,0 +1,247 @@
+package kube_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daskgate/daskgate/backend/kube"
+	"github.com/daskgate/daskgate/cluster"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func running(t *testing.T, h *harness, g *gatewayReplica) (name, ns, hex string) {
+	t.Helper()
+	name = h.create(g, "alice", nil)
+	if st := h.status(g, "alice", name, true); st != "RUNNING" {
+		t.Fatalf("after ?wait: %s", st)
+	}
+	ns, hex, _ = kube.SplitName(name)
+	return name, ns, hex
+}
+
+func TestSchedulerPodDeletedFailsCluster(t *testing.T) {
+	h := newHarness(t, nil)
+	h.startController("c1")
+	g := h.startGateway()
+	name, ns, hex := running(t, h, g)
+	if err := h.admin.Core.CoreV1().Pods(ns).Delete(context.Background(), "dask-scheduler-"+hex, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	if dc := h.dc(name); dc.Status.Reason != "SchedulerDeleted" || dc.Status.CompletionTime == "" {
+		t.Fatalf("status: %+v", dc.Status)
+	}
+}
+
+func TestFailedWorkerIsReplaced(t *testing.T) {
+	h := newHarness(t, nil)
+	h.startController("c1")
+	g := h.startGateway()
+	name, ns, _ := running(t, h, g)
+	h.heartbeat(g, name, 2)
+	pods := h.waitWorkers(name, 2, 30*time.Second)
+	// Evicted / node lost: the pod fails as a whole (a container that
+	// merely exits non-zero is restarted in place by the kubelet).
+	h.setPodStatus(ns, pods[0].Name, func(s *corev1.PodStatus) { s.Phase = corev1.PodFailed; s.Reason = "Evicted" })
+	waitFor(t, 30*time.Second, "failed worker replaced", func() bool {
+		now := h.workerPods(name)
+		if len(now) != 2 {
+			return false
+		}
+		for _, p := range now {
+			if p.Name == pods[0].Name || p.Status.Phase != corev1.PodRunning {
+				return false
+			}
+		}
+		return true
+	})
+	// A worker pod deleted by someone else is recreated too.
+	pods = h.workerPods(name)
+	h.admin.Core.CoreV1().Pods(ns).Delete(context.Background(), pods[1].Name, metav1.DeleteOptions{})
+	waitFor(t, 30*time.Second, "deleted worker recreated", func() bool {
+		now := h.workerPods(name)
+		return len(now) == 2 && now[0].Name != pods[1].Name && now[1].Name != pods[1].Name
+	})
+}
+
+// TestPendingReasonsReachTheClient: an unschedulable scheduler shows
+// Unschedulable while pending; once its image cannot be pulled, the
+// cluster fails at the start timeout with ImagePullBackOff, which the API
+// reports. (The pod is pinned to a node that does not exist so that kwok
+// leaves its status to the test.)
+func TestPendingReasonsReachTheClient(t *testing.T) {
+	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 6 * time.Second })
+	h.clusterConfig = func(c *cluster.Config) { c.NodeSelector = map[string]string{"daskgate-test/none": "x"} }
+	h.startController("c1")
+	g := h.startGateway()
+	name := h.create(g, "alice", nil)
+	ns, hex, _ := kube.SplitName(name)
+	waitFor(t, 10*time.Second, "Unschedulable in status", func() bool {
+		dc := h.dc(name)
+		return dc.Status.Reason == "Unschedulable" && dc.Status.Phase != "Failed"
+	})
+	if st := h.status(g, "alice", name, false); st != "PENDING" {
+		t.Fatalf("while unschedulable: %s", st)
+	}
+	p, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
+		Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`}}}}
+	if _, err := h.admin.Core.CoreV1().Pods(ns).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	dc := h.dc(name)
+	if dc.Status.Reason != "ImagePullBackOff" || !strings.Contains(dc.Status.Message, "nope:1") {
+		t.Fatalf("status: %+v", dc.Status)
+	}
+	// The scheduler pod is kept for its logs; an Event says why.
+	if _, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{}); err != nil {
+		t.Fatalf("failed scheduler pod was deleted: %v", err)
+	}
+	evs, _ := h.admin.Core.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
+	found := false
+	for _, e := range evs.Items {
+		found = found || (e.InvolvedObject.Name == hex && e.Reason == "ImagePullBackOff")
+	}
+	if !found {
+		t.Fatal("no ImagePullBackOff event on the DaskCluster")
+	}
+}
+
+// TestControllerRestartAndLeaderHandover: two controllers share a Lease;
+// killing the leader mid-way hands over to the other, which finishes the
+// work without duplicating objects.
+func TestControllerRestartAndLeaderHandover(t *testing.T) {
+	h := newHarness(t, nil)
+	stopA := h.startController("a")
+	waitFor(t, 10*time.Second, "a leads", func() bool { return h.leader() == "a" })
+	h.startController("b")
+	g := h.startGateway()
+	name, ns, hex := running(t, h, g)
+	h.heartbeat(g, name, 3)
+	stopA() // mid-reconcile: the scale-up may be half done
+	waitFor(t, 20*time.Second, "b leads", func() bool { return h.leader() == "b" })
+	h.waitWorkers(name, 3, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(h.workerPods(name)); n != 3 {
+		t.Fatalf("%d workers after handover, want 3", n)
+	}
+	// b alone runs a new cluster from start to finish.
+	name2, _, _ := running(t, h, g)
+	h.heartbeat(g, name2, 1)
+	h.waitWorkers(name2, 1, 30*time.Second)
+	sched, _ := h.admin.Core.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{
+		LabelSelector: kube.LabelCluster + "=" + hex + "," + kube.LabelComponent + "=dask-scheduler"})
+	if len(sched.Items) != 1 {
+		t.Fatalf("%d scheduler pods", len(sched.Items))
+	}
+}
+
+func (h *harness) leader() string {
+	l, err := h.admin.Core.CoordinationV1().Leases(h.ns).Get(context.Background(), "daskgate-controller-"+h.instance, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// TestGatewayReplicas: a cluster created through replica A is visible and
+// stoppable through replica B right after the 201, and B keeps serving
+// when A is killed.
+func TestGatewayReplicas(t *testing.T) {
+	h := newHarness(t, nil)
+	h.startController("c1")
+	a, b := h.startGateway(), h.startGateway()
+	for range 5 {
+		name := h.create(a, "alice", nil)
+		if st := h.status(b, "alice", name, false); st != "PENDING" && st != "RUNNING" {
+			t.Fatalf("replica B right after create: %s", st)
+		}
+		if code := h.call(b, "alice", "DELETE", "/api/v1/clusters/"+name, nil, nil); code != 204 {
+			t.Fatalf("stop through B: %d", code)
+		}
+		if code := h.call(b, "bob", "GET", "/api/v1/clusters/"+name, nil, nil); code != 403 && code != 404 {
+			t.Fatalf("bob sees alice's cluster: %d", code)
+		}
+		waitFor(t, 15*time.Second, "STOPPED via A", func() bool { return h.status(a, "alice", name, false) == "STOPPED" })
+	}
+	name := h.create(a, "alice", nil)
+	a.stop()
+	if st := h.status(b, "alice", name, true); st != "RUNNING" {
+		t.Fatalf("B after A died: %s", st)
+	}
+	h.heartbeat(b, name, 1)
+	h.waitWorkers(name, 1, 30*time.Second)
+	var list map[string]any
+	h.call(b, "alice", "GET", "/api/v1/clusters/", nil, &list)
+	if _, ok := list[name]; !ok || len(list) != 1 {
+		t.Fatalf("list through B: %v", list)
+	}
+}
+
+// TestBadConfigIsA422: what Kubernetes would reject is refused when the
+// cluster is requested, naming the setting, and no object is written.
+func TestBadConfigIsA422(t *testing.T) {
+	h := newHarness(t, nil)
+	h.clusterConfig = func(c *cluster.Config) {
+		c.Tolerations = []map[string]any{{"key": "x", "tolerationSeconds": "soon"}}
+		c.NodeSelector = map[string]string{"bad key!": "x"}
+	}
+	g := h.startGateway()
+	var out struct{ Error string }
+	if code := h.call(g, "alice", "POST", "/api/v1/clusters/", map[string]any{"cluster_options": map[string]any{}}, &out); code != 422 ||
+		!strings.Contains(out.Error, "node_selector") {
+		t.Fatalf("%d %q", code, out.Error)
+	}
+	l, _ := h.admin.Dynamic.Resource(kube.GVR).Namespace(h.ns).List(context.Background(), metav1.ListOptions{})
+	if len(l.Items) != 0 {
+		t.Fatalf("%d objects written", len(l.Items))
+	}
+}
+
+// TestAdoptsUpstreamObject: a DaskCluster as upstream's gateway and
+// controller wrote it passes the CRD schema and is served as RUNNING,
+// with proxy routes, without any Traefik object.
+func TestAdoptsUpstreamObject(t *testing.T) {
+	h := newHarness(t, nil)
+	g := h.startGateway()
+	hex := "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	obj := map[string]any{"apiVersion": "gateway.dask.org/v1alpha1", "kind": "DaskCluster",
+		"metadata": map[string]any{"name": hex, "labels": map[string]any{kube.LabelInstance: h.instance, kube.LabelCluster: hex,
+			"app.kubernetes.io/name": "dask-gateway", "app.kubernetes.io/version": "2026.3.0"}},
+		"spec": map[string]any{"username": "alice", "options": map[string]any{"worker_cores": 2, "anything": []any{1, "x"}},
+			"config": map[string]any{"scheduler_cmd": "dask-scheduler", "worker_memory": 4294967296, "adaptive_period": 3.0,
+				"cluster_max_workers": nil, "namespace": h.ns, "image": "ghcr.io/dask/dask-gateway:2026.3.0", "image_pull_policy": nil,
+				"worker_extra_pod_config": map[string]any{"tolerations": []any{map[string]any{"key": "a", "operator": "Exists"}}}},
+			"replicas": 3}}
+	u := &unstructured.Unstructured{Object: obj}
+	ctx := context.Background()
+	created, err := h.admin.Dynamic.Resource(kube.GVR).Namespace(h.ns).Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("CRD rejected an upstream object: %v", err)
+	}
+	created.Object["status"] = map[string]any{"phase": "Running", "credentials": "dask-credentials-" + hex,
+		"schedulerPod": "dask-scheduler-" + hex, "service": "dask-" + hex, "ingressroute": "dask-" + hex, "ingressroutetcp": "dask-" + hex}
+	if _, err := h.admin.Dynamic.Resource(kube.GVR).Namespace(h.ns).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("status rejected: %v", err)
+	}
+	name := kube.PublicName(h.ns, hex)
+	waitFor(t, 10*time.Second, "RUNNING", func() bool { return h.status(g, "alice", name, false) == "RUNNING" })
+	if r, ok := g.routes.Lookup(name); !ok || r.Scheduler != "dask-"+hex+"."+h.ns+":8786" {
+		t.Fatalf("route: %+v %v", r, ok)
+	}
+	var c struct {
+		Options map[string]any
+	}
+	h.call(g, "alice", "GET", "/api/v1/clusters/"+name, nil, &c)
+	if c.Options["worker_cores"] != float64(2) {
+		t.Fatalf("options: %v", c.Options)
+	}
+}
