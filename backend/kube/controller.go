@@ -397,12 +397,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		st.Phase, st.Reason, st.Message = PhaseRunning, "", ""
 		st.Credentials, st.SchedulerPod, st.Service = secretName(hex), schedulerName(hex), serviceName(hex)
 	}
-	unscheduled, err := c.scale(ctx, dc, sched)
+	unscheduled, recheck, err := c.scale(ctx, dc, sched)
 	if err != nil {
 		return 0, err
 	}
 	st.Unscheduled = int64(unscheduled)
-	return 0, c.writeStatus(ctx, dc, st)
+	return recheck, c.writeStatus(ctx, dc, st)
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
@@ -663,15 +663,16 @@ func (c *Controller) expect(key string, adds, dels int) {
 // worker pods (retired workers exit 0 and their pods succeed), creates
 // missing ones in growing batches, and on scale-down deletes pending pods
 // only (unscheduled first, then the newest), never running workers: the
-// scheduler retires those itself. It returns the unscheduled count.
-func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.Pod) (int, error) {
+// scheduler retires those itself. It returns the number of worker pods
+// unscheduled for longer than unscheduledAfter (status shows it; shorter
+// waits are normal and not worth a write) and when to look again.
+func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.Pod) (unscheduled int, recheck time.Duration, err error) {
 	key := dc.Namespace + "/" + dc.Name
 	pods, err := c.workers(dc.Namespace, dc.Name)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var live, pending, finished []*corev1.Pod
-	unscheduled := 0
 	for _, p := range pods {
 		if p.DeletionTimestamp != nil {
 			continue
@@ -685,12 +686,16 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 			live = append(live, p)
 			pending = append(pending, p)
 			if !scheduled(p) {
-				unscheduled++
+				if age := time.Since(p.CreationTimestamp.Time); age >= unscheduledAfter {
+					unscheduled++
+				} else if left := unscheduledAfter - age; recheck == 0 || left < recheck {
+					recheck = left
+				}
 			}
 		}
 	}
 	if !c.expectationsMet(key) {
-		return unscheduled, nil
+		return unscheduled, recheck, nil
 	}
 	delta := int(dc.Spec.replicas()) - len(live)
 	var doomed []*corev1.Pod
@@ -708,15 +713,15 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 	c.expect(key, max(delta, 0), len(doomed))
 	for _, p := range doomed {
 		if err := c.deletePod(ctx, dc.Namespace, p.Name); err != nil {
-			return unscheduled, err
+			return unscheduled, recheck, err
 		}
 	}
 	if delta <= 0 {
-		return unscheduled, nil
+		return unscheduled, recheck, nil
 	}
 	tmpl, err := c.podTemplate(dc, false)
 	if err != nil {
-		return unscheduled, err
+		return unscheduled, recheck, err
 	}
 	tmpl.OwnerReferences = []metav1.OwnerReference{podOwner(sched)}
 	submitted := 0
@@ -745,11 +750,15 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 				e.adds -= failed + (delta - submitted)
 			}
 			c.mu.Unlock()
-			return unscheduled, fmt.Errorf("creating worker pods: %d of %d failed: %w", failed, n, first)
+			return unscheduled, recheck, fmt.Errorf("creating worker pods: %d of %d failed: %w", failed, n, first)
 		}
 	}
-	return unscheduled, nil
+	return unscheduled, recheck, nil
 }
+
+// unscheduledAfter is how long a worker pod may wait for a node before
+// the status counts it as unscheduled.
+const unscheduledAfter = 10 * time.Second
 
 func cmpErr(first, err error) error {
 	if first != nil {

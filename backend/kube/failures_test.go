@@ -245,3 +245,25 @@ func TestAdoptsUpstreamObject(t *testing.T) {
 		t.Fatalf("options: %v", c.Options)
 	}
 }
+
+// TestUnscheduledWorkersAreCountedAndScaledDownFirst: workers no node can
+// take show up in status after a while; scaling down deletes pending pods
+// (exactly as many as asked), never the running scheduler or workers.
+func TestUnscheduledWorkersAreCountedAndScaledDownFirst(t *testing.T) {
+	h := newHarness(t, nil)
+	h.clusterConfig = func(c *cluster.Config) {
+		c.WorkerExtraPodConfig = map[string]any{"nodeSelector": map[string]any{"daskgate-test/none": "x"}}
+	}
+	h.startController("c1")
+	g := h.startGateway()
+	name, _, _ := running(t, h, g)
+	h.heartbeat(g, name, 3)
+	waitFor(t, 10*time.Second, "3 pending worker pods", func() bool { return len(h.workerPods(name)) == 3 })
+	waitFor(t, 20*time.Second, "status.unscheduledWorkers 3", func() bool { return h.dc(name).Status.Unscheduled == 3 })
+	h.heartbeat(g, name, 1)
+	waitFor(t, 10*time.Second, "2 pending pods deleted", func() bool { return len(h.workerPods(name)) == 1 })
+	time.Sleep(500 * time.Millisecond)
+	if n := len(h.workerPods(name)); n != 1 {
+		t.Fatalf("%d worker pods, want 1", n)
+	}
+}

@@ -80,3 +80,6 @@ func (g *Gateway) RSSMiB() float64 {
 	}
 	return 0
 }
+
+// Pid is the gateway process id.
+func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
