@@ -116,6 +116,14 @@ type Controller struct {
 	mu           sync.Mutex
 	exp          map[string]*expectation
 	finishedSeen map[types.UID]time.Time
+	written      map[string]writtenStatus // last status written, per cluster key
+}
+
+// writtenStatus remembers a status write so a stale cache read (the watch
+// has not delivered our own write yet) does not repeat it.
+type writtenStatus struct {
+	fromVersion string
+	status      Status
 }
 
 // expectation counts worker pod creates and deletes issued but not yet
@@ -136,9 +144,9 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
 	)
 	c := &Controller{cfg: cfg, log: cfg.Logger, exp: map[string]*expectation{}, nsIndex: map[string]int{},
-		finishedSeen: map[types.UID]time.Time{},
-		build:        builder{instance: cfg.Instance, apiURL: cfg.APIURL, labels: cfg.Labels, annotations: cfg.Annotations},
-		queue:        workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "daskclusters"})}
+		finishedSeen: map[types.UID]time.Time{}, written: map[string]writtenStatus{},
+		build: builder{instance: cfg.Instance, apiURL: cfg.APIURL, labels: cfg.Labels, annotations: cfg.Annotations},
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "daskclusters"})}
 	selector := LabelInstance + "=" + cfg.Instance
 	for i, ns := range cfg.Namespaces {
 		c.nsIndex[ns] = i
@@ -149,6 +157,11 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector + "," + LabelCluster }))
 		podInf := core.Core().V1().Pods()
 		svcInf := core.Core().V1().Services()
+		for _, inf := range []cache.SharedIndexInformer{dcInf, podInf.Informer(), svcInf.Informer()} {
+			if err := inf.SetTransform(stripManagedFields); err != nil {
+				return nil, err
+			}
+		}
 		enqueueObj := func(obj any) {
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
 				c.queue.Add(key)
@@ -160,6 +173,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 				if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 					c.mu.Lock()
 					delete(c.exp, key)
+					delete(c.written, key)
 					c.mu.Unlock()
 				}
 			},
@@ -185,6 +199,15 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		c.starters = append(c.starters, dyn.Start, core.Start)
 	}
 	return c, nil
+}
+
+// stripManagedFields drops what no reconcile reads before an object is
+// cached: managedFields are often the largest part of a pod.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := metaOf(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // ownerEvent enqueues the cluster an object belongs to.
@@ -617,6 +640,13 @@ func (c *Controller) writeStatus(ctx context.Context, dc *DaskCluster, st Status
 	if st == dc.Status {
 		return nil
 	}
+	key := dc.Namespace + "/" + dc.Name
+	c.mu.Lock()
+	last, ok := c.written[key]
+	c.mu.Unlock()
+	if ok && last.fromVersion == dc.ResourceVersion && last.status == st {
+		return nil // already written from this very version; the watch will catch up
+	}
 	body, err := json.Marshal([]map[string]any{{"op": "add", "path": "/status", "value": st}})
 	if err != nil {
 		return err
@@ -625,6 +655,11 @@ func (c *Controller) writeStatus(ctx context.Context, dc *DaskCluster, st Status
 		metav1.PatchOptions{FieldManager: "daskgate"}, "status")
 	if apierrors.IsNotFound(err) {
 		return nil
+	}
+	if err == nil {
+		c.mu.Lock()
+		c.written[key] = writtenStatus{fromVersion: dc.ResourceVersion, status: st}
+		c.mu.Unlock()
 	}
 	return err
 }
@@ -664,8 +699,8 @@ func (c *Controller) expect(key string, adds, dels int) {
 // missing ones in growing batches, and on scale-down deletes pending pods
 // only (unscheduled first, then the newest), never running workers: the
 // scheduler retires those itself. It returns the number of worker pods
-// unscheduled for longer than unscheduledAfter (status shows it; shorter
-// waits are normal and not worth a write) and when to look again.
+// the scheduler found no node for (pods merely queued are not counted:
+// that would cost status writes under every burst).
 func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.Pod) (unscheduled int, recheck time.Duration, err error) {
 	key := dc.Namespace + "/" + dc.Name
 	pods, err := c.workers(dc.Namespace, dc.Name)
@@ -685,12 +720,8 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 		default:
 			live = append(live, p)
 			pending = append(pending, p)
-			if !scheduled(p) {
-				if age := time.Since(p.CreationTimestamp.Time); age >= unscheduledAfter {
-					unscheduled++
-				} else if left := unscheduledAfter - age; recheck == 0 || left < recheck {
-					recheck = left
-				}
+			if unschedulable(p) {
+				unscheduled++
 			}
 		}
 	}
@@ -756,15 +787,21 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 	return unscheduled, recheck, nil
 }
 
-// unscheduledAfter is how long a worker pod may wait for a node before
-// the status counts it as unscheduled.
-const unscheduledAfter = 10 * time.Second
-
 func cmpErr(first, err error) error {
 	if first != nil {
 		return first
 	}
 	return err
+}
+
+// unschedulable reports a pod the scheduler tried and could not place.
+func unschedulable(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodScheduled {
+			return cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable
+		}
+	}
+	return false
 }
 
 func scheduled(p *corev1.Pod) bool {

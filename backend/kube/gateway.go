@@ -80,6 +80,9 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Clients.Dynamic, 0, ns,
 			func(o *metav1.ListOptions) { o.LabelSelector = LabelInstance + "=" + cfg.Instance })
 		inf := f.ForResource(GVR).Informer()
+		if err := inf.SetTransform(stripManagedFields); err != nil {
+			return nil, err
+		}
 		_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { g.observe(obj) },
 			UpdateFunc: func(_, obj any) { g.observe(obj) },

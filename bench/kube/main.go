@@ -33,7 +33,10 @@ import (
 	"github.com/daskgate/daskgate/bench/internal/gateway"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
+
+var users int
 
 func main() {
 	n := flag.Int("n", 1000, "clusters")
@@ -41,6 +44,7 @@ func main() {
 	bin := flag.String("bin", "bin/daskgate", "daskgate binary")
 	script := flag.String("kube-testenv", "../shared/tools/kube-testenv", "kube-testenv script")
 	qps := flag.Int("qps", 500, "client QPS of gateway and controller (burst 2x)")
+	flag.IntVar(&users, "users", 50, "distinct users creating clusters")
 	flag.Parse()
 	if err := run(*n, *workers, *bin, *script, *qps); err != nil {
 		log.Fatal(err)
@@ -102,7 +106,7 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	parallel(n, 32, func(i int) {
 		body := []byte(`{"cluster_options": {}}`)
 		req, _ := http.NewRequest("POST", gw.URL+"/api/v1/clusters/", bytes.NewReader(body))
-		req.SetBasicAuth("bench", "")
+		req.SetBasicAuth(fmt.Sprintf("user%d", i%users), "") // creates of one user are serialised (quota)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != 201 {
 			failed.Add(1)
@@ -117,8 +121,8 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 		return fmt.Errorf("%d creates failed", failed.Load())
 	}
 	created := time.Since(start)
-	if err := waitUntil(10*time.Minute, func() bool { return countRunning(gw.URL) >= n }); err != nil {
-		return fmt.Errorf("clusters running: %w (%d of %d)", err, countRunning(gw.URL), n)
+	if err := waitUntil(10*time.Minute, func() bool { return countRunning(ctx, admin, ns) >= n }); err != nil {
+		return fmt.Errorf("clusters running: %w (%d of %d)", err, countRunning(ctx, admin, ns), n)
 	}
 	allRunning := time.Since(start)
 
@@ -146,7 +150,11 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 		return fmt.Errorf("%d heartbeats failed", failed.Load())
 	}
 	want := n * perCluster
-	if err := waitUntil(10*time.Minute, func() bool { return runningWorkers(ctx, admin, ns) >= want }); err != nil {
+	if err := waitUntil(10*time.Minute, func() bool { return workerPods(ctx, admin, ns, false) >= want }); err != nil {
+		return fmt.Errorf("worker pods created: %w", err)
+	}
+	podsCreated := time.Since(start)
+	if err := waitUntil(10*time.Minute, func() bool { return workerPods(ctx, admin, ns, true) >= want }); err != nil {
 		return fmt.Errorf("workers running: %w", err)
 	}
 	total := time.Since(start)
@@ -157,8 +165,9 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	}
 
 	fmt.Printf("kube scale benchmark: %d clusters x %d workers, kwok, client QPS %d\n", n, perCluster, qps)
-	fmt.Printf("  POST x%d (32 concurrent):         %6.1f s\n", n, created.Seconds())
+	fmt.Printf("  POST x%d (32 concurrent, %d users): %6.1f s\n", n, users, created.Seconds())
 	fmt.Printf("  all clusters RUNNING:            %6.1f s after the first POST\n", allRunning.Seconds())
+	fmt.Printf("  all %d worker pods created:    %6.1f s after the first POST\n", want, podsCreated.Seconds())
 	fmt.Printf("  all %d workers Running:        %6.1f s after the first POST\n", want, total.Seconds())
 	ours := map[string]bool{"daskclusters": true, "daskclusters/status": true, "pods": true, "secrets": true, "services": true}
 	var sumOurs, sumTheirs float64
@@ -215,27 +224,29 @@ func waitUntil(timeout time.Duration, cond func() bool) error {
 	return nil
 }
 
-func countRunning(url string) int {
-	req, _ := http.NewRequest("GET", url+"/api/v1/clusters/?status=RUNNING", nil)
-	req.SetBasicAuth("bench", "")
-	resp, err := http.DefaultClient.Do(req)
+func countRunning(ctx context.Context, admin *kube.Clients, ns string) int {
+	l, err := admin.Dynamic.Resource(kube.GVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0
 	}
-	defer resp.Body.Close()
-	var m map[string]json.RawMessage
-	json.NewDecoder(resp.Body).Decode(&m)
-	return len(m)
+	n := 0
+	for _, u := range l.Items {
+		if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase == "Running" {
+			n++
+		}
+	}
+	return n
 }
 
-func runningWorkers(ctx context.Context, admin *kube.Clients, ns string) int {
+// workerPods counts worker pods, or only the Running ones.
+func workerPods(ctx context.Context, admin *kube.Clients, ns string, running bool) int {
 	l, err := admin.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelComponent + "=dask-worker"})
 	if err != nil {
 		return 0
 	}
 	n := 0
 	for _, p := range l.Items {
-		if p.Status.Phase == corev1.PodRunning {
+		if !running || p.Status.Phase == corev1.PodRunning {
 			n++
 		}
 	}

@@ -113,7 +113,7 @@ func startRunForeverKwok(script, dir string) (func(), error) {
 	node := `{"apiVersion":"v1","kind":"Node","metadata":{"name":"daskgate-node-0",
 "annotations":{"node.alpha.kubernetes.io/ttl":"0","daskgate-test/node":"fake"},
 "labels":{"kubernetes.io/os":"linux","kubernetes.io/hostname":"daskgate-node-0","type":"daskgate-kwok"}},
-"status":{"allocatable":{"cpu":"2000","memory":"8Ti","pods":"10000"},"capacity":{"cpu":"2000","memory":"8Ti","pods":"10000"}}}`
+"status":{"allocatable":{"cpu":"100000","memory":"1Pi","pods":"100000"},"capacity":{"cpu":"100000","memory":"1Pi","pods":"100000"}}}`
 	nodeFile := filepath.Join(dir, "daskgate-node.json")
 	if err := os.WriteFile(nodeFile, []byte(node), 0o644); err != nil {
 		stop()
