@@ -125,7 +125,5 @@ func TestLifecycle(t *testing.T) {
 	}
 	// Cleanup: the finished DaskCluster is deleted after CompletedMaxAge.
 	waitFor(t, 20*time.Second, "DaskCluster cleaned up", func() bool { return h.dc(name) == nil })
-	if st := h.status(g, "alice", name, false); st != "HTTP 404" {
-		t.Fatalf("after cleanup: %s", st)
-	}
+	waitFor(t, 10*time.Second, "the gateway forgets it (404)", func() bool { return h.status(g, "alice", name, false) == "HTTP 404" })
 }
