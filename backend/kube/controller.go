@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daskgate/daskgate/cluster"
@@ -273,12 +274,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		Client:     c.cfg.Clients.Core.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: c.cfg.Identity},
 	}
-	var runErr error
+	var started atomic.Bool
+	leading := make(chan error, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true, Name: c.cfg.LeaseName,
 		LeaseDuration: c.cfg.LeaseDuration, RenewDeadline: c.cfg.RenewDeadline, RetryPeriod: c.cfg.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) { runErr = c.lead(ctx) },
+			OnStartedLeading: func(ctx context.Context) { started.Store(true); leading <- c.lead(ctx) },
 			OnStoppedLeading: func() { c.log.Info("controller lease released or lost", "identity", c.cfg.Identity) },
 			OnNewLeader: func(id string) {
 				if id != c.cfg.Identity {
@@ -292,7 +294,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	le.Run(ctx)
 	c.queue.ShutDown()
-	return runErr
+	if started.Load() {
+		return <-leading // lead returns once its workers have stopped
+	}
+	return nil
 }
 
 // lead runs the workers and the cleanup loop until ctx ends.
