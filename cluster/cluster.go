@@ -12,12 +12,14 @@
 package cluster
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 )
 
@@ -172,4 +174,15 @@ type AuthzRequest struct {
 	Usage Usage
 	// RemoteAddr is the client's address (after PROXY protocol).
 	RemoteAddr string
+}
+
+// SortByStart orders clusters oldest first (ties by name), the order
+// every backend lists them in.
+func SortByStart(cs []*Cluster) {
+	slices.SortFunc(cs, func(a, b *Cluster) int {
+		if c := cmp.Compare(a.StartTime, b.StartTime); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
 }

@@ -559,7 +559,7 @@ func (c *Controller) clusterConfig(dc *DaskCluster) (cluster.Config, error) {
 }
 
 func (c *Controller) owner(dc *DaskCluster) metav1.OwnerReference {
-	return ownerRef(Group+"/"+Version, Kind, dc.Name, string(dc.UID))
+	return ownerRef(Group+"/"+Version, Kind, dc.Name, dc.UID)
 }
 
 func (c *Controller) createSecret(ctx context.Context, dc *DaskCluster) error {
@@ -621,7 +621,7 @@ func (c *Controller) ensureService(ctx context.Context, dc *DaskCluster) error {
 }
 
 func podOwner(p *corev1.Pod) metav1.OwnerReference {
-	return ownerRef("v1", "Pod", p.Name, string(p.UID))
+	return ownerRef("v1", "Pod", p.Name, p.UID)
 }
 
 func (c *Controller) deletePod(ctx context.Context, ns, name string) error {

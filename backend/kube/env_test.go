@@ -1,13 +1,11 @@
 package kube_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,8 +19,8 @@ import (
 // The integration tests run against a real kube-apiserver, etcd,
 // kube-controller-manager (garbage collection) and kwok (pods get
 // scheduled and turn Running and Ready) from ../shared/tools/kube-testenv.
-// `make test` runs `kube-testenv install` first; with CI=true a missing
-// control plane fails the tests instead of skipping them.
+// `make test` runs `kube-testenv install` first; a missing control plane
+// fails the tests (never a skip).
 var testEnv struct {
 	kubeconfig string
 	err        error
@@ -47,27 +45,18 @@ func runWithKube(m *testing.M) int {
 	return m.Run()
 }
 
-// requireKube returns admin clients, or skips (fails under CI=true) when
-// no control plane could be started.
+// requireKube returns admin clients. Without a control plane the test
+// fails: `make test` installs kube-testenv first (`make kube-testenv`).
 func requireKube(t *testing.T) *kube.Clients {
 	t.Helper()
 	if testEnv.err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("kube-testenv is required in CI: %v", testEnv.err)
-		}
-		t.Skipf("no kube-testenv control plane (run `make kube-testenv`): %v", firstLine(testEnv.err.Error()))
+		t.Fatalf("kube-testenv control plane unavailable (run `make kube-testenv`): %v", testEnv.err)
 	}
 	cl, err := kube.NewClients(kube.ClientConfig{Kubeconfig: testEnv.kubeconfig, QPS: 500, Burst: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cl
-}
-
-func firstLine(s string) string {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Scan()
-	return sc.Text()
 }
 
 // as returns clients that impersonate one of the RBAC service accounts.

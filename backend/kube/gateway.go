@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -296,16 +295,17 @@ func (g *Gateway) Create(ctx context.Context, req cluster.CreateRequest) (*clust
 }
 
 // Get answers from the cache, or reads through to the API server for a
-// name the watch has not delivered yet.
+// name the watch has not delivered yet. A scheduler heartbeat that comes
+// before this replica saw RUNNING gets a 401 and retries, as upstream.
 func (g *Gateway) Get(ctx context.Context, name string) (*cluster.Cluster, error) {
 	e, err := g.lookup(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	c := e.c
-	if c.Token == "" && !c.Status.Finished() {
+	if c.Token == "" && c.Status == cluster.Running {
 		cp := *c
-		g.loadCredentials(ctx, &cp) // the heartbeat may beat the Running event
+		g.loadCredentials(ctx, &cp) // only if the read when it turned Running failed
 		if cp.Token != "" {
 			g.mu.Lock()
 			if cur := g.clusters[name]; cur != nil && cur.c.Token == "" {
@@ -364,12 +364,7 @@ func (g *Gateway) List(_ context.Context, keep func(*cluster.Cluster) bool) ([]*
 		}
 	}
 	g.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].StartTime != out[j].StartTime {
-			return out[i].StartTime < out[j].StartTime
-		}
-		return out[i].Name < out[j].Name
-	})
+	cluster.SortByStart(out)
 	return out, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -75,9 +76,10 @@ func toMap(v any) (map[string]any, error) {
 	return m, json.Unmarshal(b, &m)
 }
 
-// fromMap decodes m into out. Type errors fail; unknown fields (which the
-// API server would drop) are returned as warnings, as upstream accepts them.
-func fromMap(m map[string]any, out any, what string) (warnings []string, err error) {
+// fromMap decodes a pod's JSON form m into out. Type errors fail; unknown
+// fields (which the API server would drop) are returned as warnings naming
+// what, as upstream accepts them.
+func fromMap(m map[string]any, out *corev1.Pod, what string) (warnings []string, err error) {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func fromMap(m map[string]any, out any, what string) (warnings []string, err err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(new(corev1.Pod)); err != nil && what != "" {
+	if err := dec.Decode(new(corev1.Pod)); err != nil {
 		warnings = append(warnings, fmt.Sprintf("%s: %v (dropped by the API server)", what, err))
 	}
 	return warnings, nil
@@ -113,9 +115,9 @@ func (b *builder) meta(ns, hex, component string, extraLabels, extraAnnotations 
 	return metav1.ObjectMeta{Namespace: ns, Labels: labels, Annotations: annotations}
 }
 
-func ownerRef(apiVersion, kind, name string, uid string) metav1.OwnerReference {
+func ownerRef(apiVersion, kind, name string, uid types.UID) metav1.OwnerReference {
 	t := true
-	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: typesUID(uid),
+	return metav1.OwnerReference{APIVersion: apiVersion, Kind: kind, Name: name, UID: uid,
 		Controller: &t, BlockOwnerDeletion: &t}
 }
 
@@ -243,24 +245,19 @@ func (b *builder) pod(ns, hex string, cfg cluster.Config, scheduler bool) (*core
 	for _, s := range cfg.ImagePullSecrets {
 		spec.ImagePullSecrets = append(spec.ImagePullSecrets, corev1.LocalObjectReference{Name: s.Name})
 	}
-	var warnings []string
 	if len(cfg.Tolerations) > 0 {
-		var tol []corev1.Toleration
-		raw := map[string]any{"tolerations": toAnyList(cfg.Tolerations)}
-		var holder struct {
-			Tolerations []corev1.Toleration `json:"tolerations"`
+		b, err := json.Marshal(cfg.Tolerations)
+		if err != nil {
+			return nil, nil, err
 		}
-		if _, err := fromMap(raw, &holder, ""); err != nil {
+		if err := json.Unmarshal(b, &spec.Tolerations); err != nil {
 			return nil, nil, fmt.Errorf("tolerations: %w", err)
 		}
-		tol = holder.Tolerations
-		spec.Tolerations = tol
 	}
 	cm, err := toMap(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	spec.Containers = nil
 	sm, err := toMap(spec)
 	if err != nil {
 		return nil, nil, err
@@ -268,12 +265,10 @@ func (b *builder) pod(ns, hex string, cfg cluster.Config, scheduler bool) (*core
 	sm["containers"] = []any{merge(cm, extraContainer)}
 	sm = merge(sm, extraPod)
 	pod := &corev1.Pod{ObjectMeta: b.meta(ns, hex, component, extraLabels, extraAnnotations)}
-	w, err := fromMap(map[string]any{"spec": sm}, pod, prefixFor(scheduler)+"extra_pod_config/extra_container_config")
+	warnings, err := fromMap(map[string]any{"spec": sm}, pod, prefixFor(scheduler)+"extra_pod_config/extra_container_config")
 	if err != nil {
 		return nil, nil, err
 	}
-	warnings = append(warnings, w...)
-	pod.Kind, pod.APIVersion = "", ""
 	if scheduler {
 		pod.Name = schedulerName(hex)
 	} else {
@@ -287,14 +282,6 @@ func prefixFor(scheduler bool) string {
 		return "scheduler_"
 	}
 	return "worker_"
-}
-
-func toAnyList(l []map[string]any) []any {
-	out := make([]any, len(l))
-	for i, m := range l {
-		out[i] = m
-	}
-	return out
 }
 
 // validate checks what the API server would reject in the objects built

@@ -20,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // The DaskCluster resource, kept identical to upstream's CRD.
@@ -169,5 +168,3 @@ func secretName(hex string) string    { return "dask-credentials-" + hex }
 func schedulerName(hex string) string { return "dask-scheduler-" + hex }
 func serviceName(hex string) string   { return "dask-" + hex }
 func workerPrefix(hex string) string  { return "dask-worker-" + hex + "-" }
-
-func typesUID(s string) types.UID { return types.UID(s) }

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -218,12 +217,7 @@ func (b *Backend) List(_ context.Context, keep func(*cluster.Cluster) bool) ([]*
 		}
 	}
 	b.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].StartTime != out[j].StartTime {
-			return out[i].StartTime < out[j].StartTime
-		}
-		return out[i].Name < out[j].Name
-	})
+	cluster.SortByStart(out)
 	return out, nil
 }
 

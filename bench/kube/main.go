@@ -301,7 +301,7 @@ func (p *peaks) sample(pids map[string]int) func() {
 	go func() {
 		for {
 			for name, pid := range pids {
-				v := rssMiB(pid)
+				v := gateway.RSSMiB(pid)
 				p.mu.Lock()
 				p.m[name] = math.Max(p.m[name], v)
 				p.mu.Unlock()
@@ -320,16 +320,4 @@ func (p *peaks) get(name string) float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.m[name]
-}
-
-func rssMiB(pid int) float64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			var kb float64
-			fmt.Sscan(f[1], &kb)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -99,18 +99,13 @@ func (p *parser) object() (any, error) {
 			return nil, err
 		}
 		m[k] = v
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, errSyntax
+		done, err := p.after('}')
+		if err != nil {
+			return nil, err
 		}
-		if p.b[p.i] == '}' {
-			p.i++
+		if done {
 			return m, nil
 		}
-		if p.b[p.i] != ',' {
-			return nil, errSyntax
-		}
-		p.i++
 	}
 }
 
@@ -128,19 +123,31 @@ func (p *parser) array() (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		p.space()
-		if p.i >= len(p.b) {
-			return nil, errSyntax
+		done, err := p.after(']')
+		if err != nil {
+			return nil, err
 		}
-		if p.b[p.i] == ']' {
-			p.i++
+		if done {
 			return a, nil
 		}
-		if p.b[p.i] != ',' {
-			return nil, errSyntax
-		}
-		p.i++
 	}
+}
+
+// after consumes what follows an element: the closing byte (done) or a
+// comma (another element comes).
+func (p *parser) after(closing byte) (done bool, err error) {
+	p.space()
+	switch {
+	case p.i >= len(p.b):
+		return false, errSyntax
+	case p.b[p.i] == closing:
+		p.i++
+		return true, nil
+	case p.b[p.i] == ',':
+		p.i++
+		return false, nil
+	}
+	return false, errSyntax
 }
 
 func (p *parser) str() (string, error) {

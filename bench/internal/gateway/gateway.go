@@ -69,8 +69,11 @@ func (g *Gateway) Stop() {
 }
 
 // RSSMiB is the gateway's resident memory.
-func (g *Gateway) RSSMiB() float64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+func (g *Gateway) RSSMiB() float64 { return RSSMiB(g.cmd.Process.Pid) }
+
+// RSSMiB is a process's resident memory (VmRSS), 0 if it is gone.
+func RSSMiB(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
 			var kb float64
