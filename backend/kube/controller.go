@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -109,6 +108,7 @@ type Controller struct {
 
 	dcInformers []cache.SharedIndexInformer
 	pods        []corelisters.PodLister
+	podIndex    []cache.Indexer // workersIndex: cluster hex -> its worker pods
 	services    []corelisters.ServiceLister
 	synced      []cache.InformerSynced
 	starters    []func(<-chan struct{})
@@ -158,6 +158,12 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = selector + "," + LabelCluster }))
 		podInf := core.Core().V1().Pods()
 		svcInf := core.Core().V1().Services()
+		// A cluster's workers by index, not by scanning every pod in the
+		// namespace for each reconcile (that was 60% of the controller's
+		// CPU at 1,000 clusters).
+		if err := podInf.Informer().AddIndexers(cache.Indexers{workersIndex: workersOf}); err != nil {
+			return nil, err
+		}
 		for _, inf := range []cache.SharedIndexInformer{dcInf, podInf.Informer(), svcInf.Informer()} {
 			if err := inf.SetTransform(stripManagedFields); err != nil {
 				return nil, err
@@ -195,6 +201,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		}
 		c.dcInformers = append(c.dcInformers, dcInf)
 		c.pods = append(c.pods, podInf.Lister())
+		c.podIndex = append(c.podIndex, podInf.Informer().GetIndexer())
 		c.services = append(c.services, svcInf.Lister())
 		c.synced = append(c.synced, dcInf.HasSynced, podInf.Informer().HasSynced, svcInf.Informer().HasSynced)
 		c.starters = append(c.starters, dyn.Start, core.Start)
@@ -479,9 +486,29 @@ func (c *Controller) finishWorkers(ctx context.Context, dc *DaskCluster) error {
 	return nil
 }
 
+const workersIndex = "daskgate-workers"
+
+// workersOf indexes worker pods by their cluster's hex name.
+func workersOf(obj any) ([]string, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok || p.Labels[LabelComponent] != ComponentWorker || p.Labels[LabelCluster] == "" {
+		return nil, nil
+	}
+	return []string{p.Labels[LabelCluster]}, nil
+}
+
 func (c *Controller) workers(ns, hex string) ([]*corev1.Pod, error) {
-	sel := labels.SelectorFromSet(labels.Set{LabelCluster: hex, LabelComponent: ComponentWorker})
-	return c.pods[c.nsIndex[ns]].Pods(ns).List(sel)
+	objs, err := c.podIndex[c.nsIndex[ns]].ByIndex(workersIndex, hex)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p, ok := o.(*corev1.Pod); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // schedulerFailure reports a scheduler that ended or can never start.

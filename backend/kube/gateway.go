@@ -53,7 +53,7 @@ type Gateway struct {
 
 	mu       sync.RWMutex
 	clusters map[string]*entry
-	changed  chan struct{} // closed and replaced on every change
+	waiters  map[string]chan struct{} // per cluster, closed on its next change
 }
 
 type entry struct {
@@ -73,7 +73,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if len(cfg.Namespaces) == 0 {
 		cfg.Namespaces = []string{OwnNamespace()}
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, clusters: map[string]*entry{}, changed: make(chan struct{}),
+	g := &Gateway{cfg: cfg, log: cfg.Logger, clusters: map[string]*entry{}, waiters: map[string]chan struct{}{},
 		build: builder{instance: cfg.Instance, labels: cfg.Labels, annotations: cfg.Annotations}}
 	for _, ns := range cfg.Namespaces {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Clients.Dynamic, 0, ns,
@@ -137,31 +137,27 @@ func (g *Gateway) observe(obj any) {
 		g.log.Warn("skipping DaskCluster", "err", err)
 		return
 	}
-	g.store(context.Background(), dc)
+	g.store(dc)
 }
 
-// store turns an object into the cached record. Credentials are read
-// from the Secret once, when the cluster runs (heartbeats and the client
-// need them), and carried over afterwards.
-func (g *Gateway) store(ctx context.Context, dc *DaskCluster) *cluster.Cluster {
+// store turns an object into the cached record. Credentials already read
+// from the cluster's Secret are carried over; they are read on first use
+// (withCredentials), never here, so the watch is not held up by Secret
+// reads.
+func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 	name := PublicName(dc.Namespace, dc.Name)
 	c := g.toCluster(dc)
-	g.mu.RLock()
-	old := g.clusters[name]
-	g.mu.RUnlock()
-	if old != nil && old.c.Token != "" {
-		c.TLSCert, c.TLSKey, c.Token = old.c.TLSCert, old.c.TLSKey, old.c.Token
-	} else if c.Status == cluster.Running {
-		g.loadCredentials(ctx, c)
-	}
 	g.mu.Lock()
-	if old := g.clusters[name]; old != nil && old.uid == dc.UID && olderThan(dc, old) {
+	old := g.clusters[name]
+	if old != nil && old.uid == dc.UID && olderThan(dc, old) {
 		g.mu.Unlock()
 		return old.c // a stale read-through lost the race with the watch
 	}
+	if old != nil && old.uid == dc.UID {
+		c.TLSCert, c.TLSKey, c.Token = old.c.TLSCert, old.c.TLSKey, old.c.Token
+	}
 	g.clusters[name] = &entry{c: c, replicas: dc.Spec.replicas(), uid: dc.UID}
-	close(g.changed)
-	g.changed = make(chan struct{})
+	g.wake(name)
 	g.mu.Unlock()
 	if g.cfg.Routes != nil {
 		if c.Status == cluster.Running && c.SchedulerAddress != "" {
@@ -178,11 +174,18 @@ func olderThan(dc *DaskCluster, e *entry) bool {
 	return e.c.Status.Finished() && !(dc.Status.phase() == PhaseStopped || dc.Status.phase() == PhaseFailed)
 }
 
+// wake ends the Waits on name; g.mu is held.
+func (g *Gateway) wake(name string) {
+	if ch, ok := g.waiters[name]; ok {
+		close(ch)
+		delete(g.waiters, name)
+	}
+}
+
 func (g *Gateway) forget(name string) {
 	g.mu.Lock()
 	delete(g.clusters, name)
-	close(g.changed)
-	g.changed = make(chan struct{})
+	g.wake(name)
 	g.mu.Unlock()
 	if g.cfg.Routes != nil {
 		g.cfg.Routes.RemoveCluster(name)
@@ -291,7 +294,8 @@ func (g *Gateway) Create(ctx context.Context, req cluster.CreateRequest) (*clust
 	if err != nil {
 		return nil, err
 	}
-	return g.store(ctx, out), nil
+	cp := *g.store(out)
+	return &cp, nil
 }
 
 // Get answers from the cache, or reads through to the API server for a
@@ -302,21 +306,29 @@ func (g *Gateway) Get(ctx context.Context, name string) (*cluster.Cluster, error
 	if err != nil {
 		return nil, err
 	}
-	c := e.c
-	if c.Token == "" && c.Status == cluster.Running {
-		cp := *c
-		g.loadCredentials(ctx, &cp) // only if the read when it turned Running failed
-		if cp.Token != "" {
-			g.mu.Lock()
-			if cur := g.clusters[name]; cur != nil && cur.c.Token == "" {
-				cur.c.TLSCert, cur.c.TLSKey, cur.c.Token = cp.TLSCert, cp.TLSKey, cp.Token
-			}
-			g.mu.Unlock()
-		}
-		c = &cp
+	return g.withCredentials(ctx, e), nil
+}
+
+// withCredentials returns a copy of e's cluster, with its TLS credentials
+// and token read from its Secret the first time a running cluster is
+// asked for (then kept in the cache for as long as the object lives).
+func (g *Gateway) withCredentials(ctx context.Context, e *entry) *cluster.Cluster {
+	cp := *e.c
+	if cp.Token != "" || cp.Status != cluster.Running {
+		return &cp
 	}
-	cp := *c
-	return &cp, nil
+	g.loadCredentials(ctx, &cp)
+	if cp.Token == "" {
+		return &cp
+	}
+	g.mu.Lock()
+	if cur := g.clusters[cp.Name]; cur != nil && cur.uid == e.uid && cur.c.Token == "" {
+		c := *cur.c
+		c.TLSCert, c.TLSKey, c.Token = cp.TLSCert, cp.TLSKey, cp.Token
+		g.clusters[cp.Name] = &entry{c: &c, replicas: cur.replicas, uid: cur.uid}
+	}
+	g.mu.Unlock()
+	return &cp
 }
 
 func (g *Gateway) lookup(ctx context.Context, name string) (*entry, error) {
@@ -344,7 +356,7 @@ func (g *Gateway) lookup(ctx context.Context, name string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.store(ctx, dc)
+	g.store(dc)
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	if e := g.clusters[name]; e != nil {
@@ -354,16 +366,19 @@ func (g *Gateway) lookup(ctx context.Context, name string) (*entry, error) {
 }
 
 // List returns cached clusters accepted by keep, oldest first.
-func (g *Gateway) List(_ context.Context, keep func(*cluster.Cluster) bool) ([]*cluster.Cluster, error) {
+func (g *Gateway) List(ctx context.Context, keep func(*cluster.Cluster) bool) ([]*cluster.Cluster, error) {
 	g.mu.RLock()
-	out := make([]*cluster.Cluster, 0, len(g.clusters))
+	kept := make([]*entry, 0, len(g.clusters))
 	for _, e := range g.clusters {
 		if keep(e.c) {
-			cp := *e.c
-			out = append(out, &cp)
+			kept = append(kept, e)
 		}
 	}
 	g.mu.RUnlock()
+	out := make([]*cluster.Cluster, len(kept))
+	for i, e := range kept {
+		out[i] = g.withCredentials(ctx, e)
+	}
 	cluster.SortByStart(out)
 	return out, nil
 }
@@ -421,7 +436,7 @@ func (g *Gateway) patchSpec(ctx context.Context, name string, spec map[string]an
 		return fmt.Errorf("patch DaskCluster %s: %w", name, err)
 	}
 	if dc, err := fromUnstructured(u); err == nil {
-		g.store(ctx, dc)
+		g.store(dc)
 	}
 	return nil
 }
@@ -432,9 +447,13 @@ func (g *Gateway) Wait(ctx context.Context, name string) (*cluster.Cluster, erro
 		return nil, err
 	}
 	for {
-		g.mu.RLock()
-		e, ch := g.clusters[name], g.changed
-		g.mu.RUnlock()
+		g.mu.Lock()
+		e, ch := g.clusters[name], g.waiters[name]
+		if ch == nil {
+			ch = make(chan struct{})
+			g.waiters[name] = ch
+		}
+		g.mu.Unlock()
 		if e == nil || e.c.Status != cluster.Pending {
 			return g.Get(context.WithoutCancel(ctx), name)
 		}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -33,10 +34,12 @@ import (
 	"github.com/daskgate/daskgate/bench/internal/gateway"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-var users int
+var (
+	users   int
+	profile string
+)
 
 func main() {
 	n := flag.Int("n", 1000, "clusters")
@@ -44,16 +47,21 @@ func main() {
 	bin := flag.String("bin", "bin/daskgate", "daskgate binary")
 	script := flag.String("kube-testenv", "../shared/tools/kube-testenv", "kube-testenv script")
 	qps := flag.Int("qps", 500, "client QPS of gateway and controller (burst 2x)")
-	flag.IntVar(&users, "users", 50, "distinct users creating clusters")
+	flag.IntVar(&users, "users", 50, "distinct users creating clusters (at most 1000)")
+	flag.StringVar(&profile, "controller-profile", "", "write the controller's CPU profile to this file")
+	schedQPS := flag.Int("scheduler-qps", 500, "kube-scheduler's client QPS (burst 2x); 0 keeps its default of 50")
 	flag.Parse()
-	if err := run(*n, *workers, *bin, *script, *qps); err != nil {
+	if users < 1 || users > len(userLocks) {
+		log.Fatalf("-users must be 1..%d", len(userLocks))
+	}
+	if err := run(*n, *workers, *bin, *script, *qps, *schedQPS); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(n, perCluster int, bin, script string, qps int) error {
+func run(n, perCluster int, bin, script string, qps, schedQPS int) error {
 	ctx := context.Background()
-	env, err := kubetest.Start(script)
+	env, err := kubetest.StartWith(script, kubetest.Options{SchedulerQPS: schedQPS})
 	if err != nil {
 		return err
 	}
@@ -88,73 +96,73 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	}
 	ctl := exec.Command(bin, "controller", "--config", cfgPath)
 	ctl.Stderr = os.Stderr
+	if profile != "" {
+		ctl.Env = append(os.Environ(), "DASKGATE_CPUPROFILE="+profile)
+	}
 	if err := ctl.Start(); err != nil {
 		return err
 	}
 	defer func() { ctl.Process.Signal(os.Interrupt); ctl.Wait() }()
 	peak := &peaks{}
 	stopSampling := peak.sample(map[string]int{"gateway": gw.Pid(), "controller": ctl.Process.Pid})
+	procs := env.Pids()
+	procs["daskgate gateway"], procs["daskgate controller"], procs["bench"] = gw.Pid(), ctl.Process.Pid, os.Getpid()
+	cpuBefore := cpuTimes(procs)
 	time.Sleep(3 * time.Second) // leader election
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	pods, err := kubetest.WatchPods(watchCtx, admin.Core, ns, kube.LabelComponent+"="+kube.ComponentWorker)
+	if err != nil {
+		return err
+	}
 	before, err := writes(ctx, admin)
 	if err != nil {
 		return err
 	}
 
+	// Each cluster follows a notebook's flow: new_cluster() (POST, then
+	// GET ?wait until RUNNING), then scale(2), which the scheduler turns
+	// into a heartbeat asking for 2 workers. At most 32 POSTs are in
+	// flight; the waits and heartbeats are not limited.
 	start := time.Now()
-	names := make([]string, n)
-	var failed atomic.Int64
-	parallel(n, 32, func(i int) {
-		body := []byte(`{"cluster_options": {}}`)
-		req, _ := http.NewRequest("POST", gw.URL+"/api/v1/clusters/", bytes.NewReader(body))
-		req.SetBasicAuth(fmt.Sprintf("user%d", i%users), "") // creates of one user are serialised (quota)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 201 {
-			failed.Add(1)
-			return
-		}
-		var out struct{ Name string }
-		json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		names[i] = out.Name
-	})
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d creates failed", failed.Load())
-	}
-	created := time.Since(start)
-	if err := waitUntil(10*time.Minute, func() bool { return countRunning(ctx, admin, ns) >= n }); err != nil {
-		return fmt.Errorf("clusters running: %w (%d of %d)", err, countRunning(ctx, admin, ns), n)
-	}
-	allRunning := time.Since(start)
-
-	secrets, err := admin.Core.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelComponent + "=credentials"})
-	if err != nil {
-		return err
-	}
-	tokens := map[string]string{}
-	for _, s := range secrets.Items {
-		tokens[s.Labels[kube.LabelCluster]] = string(s.Data["api-token"])
-	}
-	parallel(n, 32, func(i int) {
-		_, hex, _ := kube.SplitName(names[i])
-		body, _ := json.Marshal(map[string]any{"count": perCluster, "active_workers": []string{}, "closing_workers": []string{}, "closed_workers": []string{}})
-		req, _ := http.NewRequest("POST", gw.URL+"/api/v1/clusters/"+names[i]+"/heartbeat", bytes.NewReader(body))
-		req.Header.Set("Authorization", "token "+tokens[hex])
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				failed.Add(1)
+	posts := make(chan struct{}, 32)
+	var lastPost, lastRunning atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			user := fmt.Sprintf("user%d", i%users)
+			mu := &userLocks[i%users] // one user's creates are serialised (quota)
+			mu.Lock()
+			posts <- struct{}{}
+			name, err := createCluster(gw.URL, user)
+			<-posts
+			mu.Unlock()
+			if err == nil {
+				storeMax(&lastPost, time.Since(start))
+				err = waitRunning(gw.URL, user, name)
 			}
-		}
-	})
-	if failed.Load() > 0 {
-		return fmt.Errorf("%d heartbeats failed", failed.Load())
+			if err == nil {
+				storeMax(&lastRunning, time.Since(start))
+				err = heartbeat(ctx, admin, gw.URL, ns, name, perCluster)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
 	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return fmt.Errorf("%d clusters failed, first: %w", len(errs)+1, err)
+	}
+	created, allRunning := time.Duration(lastPost.Load()), time.Duration(lastRunning.Load())
 	want := n * perCluster
-	if err := waitUntil(10*time.Minute, func() bool { return workerPods(ctx, admin, ns, false) >= want }); err != nil {
+	if err := waitUntil(10*time.Minute, func() bool { created, _ := pods.Counts(); return created >= want }); err != nil {
 		return fmt.Errorf("worker pods created: %w", err)
 	}
 	podsCreated := time.Since(start)
-	if err := waitUntil(10*time.Minute, func() bool { return workerPods(ctx, admin, ns, true) >= want }); err != nil {
+	if err := waitUntil(10*time.Minute, func() bool { _, running := pods.Counts(); return running >= want }); err != nil {
 		return fmt.Errorf("workers running: %w", err)
 	}
 	total := time.Since(start)
@@ -164,18 +172,23 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 		return err
 	}
 
-	fmt.Printf("kube scale benchmark: %d clusters x %d workers, kwok, client QPS %d\n", n, perCluster, qps)
+	sched := "50 (default)"
+	if schedQPS > 0 {
+		sched = fmt.Sprint(schedQPS)
+	}
+	fmt.Printf("kube scale benchmark: %d clusters x %d workers, kwok, client QPS %d, kube-scheduler QPS %s\n", n, perCluster, qps, sched)
 	fmt.Printf("  POST x%d (32 concurrent, %d users): %6.1f s\n", n, users, created.Seconds())
-	fmt.Printf("  all clusters RUNNING:            %6.1f s after the first POST\n", allRunning.Seconds())
+	fmt.Printf("  all clusters RUNNING (GET ?wait): %6.1f s after the first POST\n", allRunning.Seconds())
 	fmt.Printf("  all %d worker pods created:    %6.1f s after the first POST\n", want, podsCreated.Seconds())
 	fmt.Printf("  all %d workers Running:        %6.1f s after the first POST\n", want, total.Seconds())
 	ours := map[string]bool{"daskclusters": true, "daskclusters/status": true, "pods": true, "secrets": true, "services": true}
+	isOurs := func(key string) bool { res, _, _ := strings.Cut(key, " "); return ours[res] }
 	var sumOurs, sumTheirs float64
 	var keys []string
 	for k := range after {
 		if d := after[k] - before[k]; d > 0 && !strings.HasPrefix(k, "leases") {
 			keys = append(keys, k)
-			if ours[k] {
+			if isOurs(k) {
 				sumOurs += d
 			} else {
 				sumTheirs += d
@@ -187,30 +200,99 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	fmt.Printf("  Kubernetes' own writes per cluster (scheduler bindings, kwok status, endpoints, events): %.2f\n", sumTheirs/float64(n))
 	for _, k := range keys {
 		who := "kubernetes"
-		if ours[k] {
+		if isOurs(k) {
 			who = "daskgate"
 		}
-		fmt.Printf("    %-22s %-10s %6.2f\n", k, who, (after[k]-before[k])/float64(n))
+		fmt.Printf("    %-28s %-10s %6.2f\n", k, who, (after[k]-before[k])/float64(n))
 	}
 	fmt.Printf("  peak RSS: gateway %.1f MiB, controller %.1f MiB\n", peak.get("gateway"), peak.get("controller"))
+	cpuAfter := cpuTimes(procs)
+	var names []string
+	for name := range procs {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		return cpuAfter[names[i]]-cpuBefore[names[i]] > cpuAfter[names[j]]-cpuBefore[names[j]]
+	})
+	fmt.Printf("  CPU seconds used during the run (%.0f available on %d vCPUs):", total.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
+	for _, name := range names {
+		fmt.Printf(" %s %.1f,", name, cpuAfter[name]-cpuBefore[name])
+	}
+	fmt.Println()
 	return nil
 }
 
-func parallel(n, width int, fn func(i int)) {
-	var wg sync.WaitGroup
-	next := atomic.Int64{}
-	for range width {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				fn(i)
-			}
-		})
+var userLocks [1000]sync.Mutex
+
+func storeMax(v *atomic.Int64, d time.Duration) {
+	for {
+		old := v.Load()
+		if int64(d) <= old || v.CompareAndSwap(old, int64(d)) {
+			return
+		}
 	}
-	wg.Wait()
+}
+
+func createCluster(url, user string) (string, error) {
+	req, _ := http.NewRequest("POST", url+"/api/v1/clusters/", strings.NewReader(`{"cluster_options": {}}`))
+	req.SetBasicAuth(user, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 201 {
+		return "", fmt.Errorf("create: status %d", resp.StatusCode)
+	}
+	var out struct{ Name string }
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	return out.Name, err
+}
+
+// waitRunning long-polls GET ?wait like the client until RUNNING.
+func waitRunning(url, user, name string) error {
+	for range 60 {
+		req, _ := http.NewRequest("GET", url+"/api/v1/clusters/"+name+"?wait", nil)
+		req.SetBasicAuth(user, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		var out struct{ Status string }
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return err
+		case out.Status == "RUNNING":
+			return nil
+		case out.Status != "PENDING":
+			return fmt.Errorf("%s: %s", name, out.Status)
+		}
+	}
+	return fmt.Errorf("%s: not RUNNING after 60 waits", name)
+}
+
+// heartbeat asks for count workers the way the cluster's scheduler does,
+// with the cluster's token from its Secret.
+func heartbeat(ctx context.Context, admin *kube.Clients, url, ns, name string, count int) error {
+	_, hex, _ := kube.SplitName(name)
+	sec, err := admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]any{"count": count, "active_workers": []string{}, "closing_workers": []string{}, "closed_workers": []string{}})
+	req, _ := http.NewRequest("POST", url+"/api/v1/clusters/"+name+"/heartbeat", bytes.NewReader(body))
+	req.Header.Set("Authorization", "token "+string(sec.Data["api-token"]))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("heartbeat %s: status %d", name, resp.StatusCode)
+	}
+	return nil
 }
 
 func waitUntil(timeout time.Duration, cond func() bool) error {
@@ -222,35 +304,6 @@ func waitUntil(timeout time.Duration, cond func() bool) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return nil
-}
-
-func countRunning(ctx context.Context, admin *kube.Clients, ns string) int {
-	l, err := admin.Dynamic.Resource(kube.GVR).Namespace(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, u := range l.Items {
-		if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase == "Running" {
-			n++
-		}
-	}
-	return n
-}
-
-// workerPods counts worker pods, or only the Running ones.
-func workerPods(ctx context.Context, admin *kube.Clients, ns string, running bool) int {
-	l, err := admin.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: kube.LabelComponent + "=dask-worker"})
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, p := range l.Items {
-		if !running || p.Status.Phase == corev1.PodRunning {
-			n++
-		}
-	}
-	return n
 }
 
 // writes sums the API server's apiserver_request_total for mutating verbs,
@@ -285,9 +338,17 @@ func writes(ctx context.Context, admin *kube.Clients) (map[string]float64, error
 		if l["subresource"] != "" {
 			key += "/" + l["subresource"]
 		}
-		out[key] += f
+		out[key+" "+l["verb"]] += f
 	}
 	return out, sc.Err()
+}
+
+func cpuTimes(procs map[string]int) map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range procs {
+		out[name] = gateway.CPUSeconds(pid)
+	}
+	return out
 }
 
 type peaks struct {

@@ -22,6 +22,8 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/daskgate/daskgate/bench/internal/gateway"
@@ -33,6 +35,7 @@ func main() {
 	conns := flag.Int("conns", 2000, "connections for the latency test")
 	soak := flag.Bool("soak", false, "run the idle-connection soak instead")
 	split := flag.Bool("split", false, "run backend and proxy as separate processes")
+	pin := flag.Bool("pin", false, "give the proxy a vCPU of its own (implies -split): client and backend on CPU 0, proxy on CPU 1, via taskset")
 	child := flag.String("child", "", "internal: run as the backend or proxy process")
 	target := flag.String("target", "", "internal: the proxy child's backend address")
 	bin := flag.String("bin", "bin/daskgate", "daskgate binary (soak)")
@@ -43,8 +46,10 @@ func main() {
 		err = runChild(*child, *target)
 	} else if *soak {
 		err = runSoak(*bin, *n)
+	} else if *pin && os.Getenv(pinnedEnv) == "" {
+		err = rerunPinned()
 	} else {
-		err = run(*size, *conns, *split)
+		err = run(*size, *conns, *split || *pin, *pin)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -52,23 +57,43 @@ func main() {
 	}
 }
 
-func run(size int64, conns int, split bool) error {
+// pinnedEnv marks the bench process that -pin re-executed on CPU 0.
+const pinnedEnv = "DASKGATE_BENCH_PINNED"
+
+// rerunPinned runs this command again under taskset on CPU 0; its
+// children inherit that CPU, except the proxy, which gets CPU 1. This is
+// the production layout, where the proxy's CPU is not the endpoints'.
+func rerunPinned() error {
+	cmd := exec.Command("taskset", append([]string{"-c", "0", os.Args[0]}, os.Args[1:]...)...)
+	cmd.Env = append(os.Environ(), pinnedEnv+"=1")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+func run(size int64, conns int, split, pin bool) error {
 	hello, err := clientHello("daskgateway-bench")
 	if err != nil {
 		return err
 	}
 	// -split runs backend and proxy as child processes; by default all
 	// three roles share this process (less noise on two cores).
-	backend, stopBackend, err := startRole("backend", "", split)
+	if pin {
+		fmt.Println("pinned: client and backend on CPU 0, proxy on CPU 1")
+	}
+	backend, stopBackend, err := startRole("backend", "", split, false)
 	if err != nil {
 		return err
 	}
 	defer stopBackend()
-	proxyAddr, stopProxy, err := startRole("proxy", backend, split)
+	proxyAddr, stopProxy, err := startRole("proxy", backend, split, pin)
 	if err != nil {
 		return err
 	}
-	defer stopProxy()
+	defer func() {
+		if stopProxy != nil {
+			stopProxy()
+		}
+	}()
 	ln := addrString(proxyAddr)
 	targets := []struct{ name, addr string }{{"direct", backend}, {"proxy", string(ln)}}
 	// Alternate the two paths so both see the same machine noise.
@@ -107,7 +132,55 @@ func run(size int64, conns int, split bool) error {
 		fmt.Printf("new connection %-6s p50 %8v  p99 %8v (%d conns, interleaved)\n", t.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), conns)
 	}
 	fmt.Printf("added per new connection: p50 %v, p99 %v\n", (p50s[1] - p50s[0]).Round(time.Microsecond), (p99s[1] - p99s[0]).Round(time.Microsecond))
+	stopProxy() // prints the proxy's own share
+	stopProxy = nil
 	return nil
+}
+
+// setupTimes records, inside the proxy, the time from Accept returning to
+// the scheduler's connection being dialed: the proxy's own work for a new
+// connection (wake-up, ClientHello read and parse, route lookup, dial).
+// Valid for the one-at-a-time connections this bench makes.
+type setupTimes struct {
+	accepted atomic.Int64
+	mu       sync.Mutex
+	samples  []time.Duration
+}
+
+func (t *setupTimes) listener(ln net.Listener) net.Listener { return timedListener{ln, t} }
+
+type timedListener struct {
+	net.Listener
+	t *setupTimes
+}
+
+func (l timedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	l.t.accepted.Store(time.Now().UnixNano())
+	return c, err
+}
+
+func (t *setupTimes) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(ctx, network, addr)
+	if err == nil {
+		d := time.Duration(time.Now().UnixNano() - t.accepted.Load())
+		t.mu.Lock()
+		t.samples = append(t.samples, d)
+		t.mu.Unlock()
+	}
+	return c, err
+}
+
+func (t *setupTimes) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lat := slices.Clone(t.samples)
+	if len(lat) == 0 {
+		return "proxy's own time per new connection: no samples"
+	}
+	slices.Sort(lat)
+	return fmt.Sprintf("proxy's own time per new connection (accept to scheduler dialed): p50 %v, p99 %v (%d conns)",
+		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), len(lat))
 }
 
 // clientHello captures a real ClientHello record from crypto/tls.
@@ -130,24 +203,38 @@ func clientHello(sni string) ([]byte, error) {
 type addrString string
 
 // startRole runs the backend or the proxy in a child process (split) or
-// in this one.
-func startRole(role, target string, split bool) (string, func(), error) {
+// in this one; a pinned child runs on CPU 1.
+func startRole(role, target string, split, pin bool) (string, func(), error) {
 	if split {
-		return spawnChild(role, target)
+		return spawnChild(role, target, pin)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	go serveRole(ln, role, target)
-	return ln.Addr().String(), func() { ln.Close() }, nil
+	times := &setupTimes{}
+	go serveRole(ln, role, target, times)
+	return ln.Addr().String(), func() {
+		ln.Close()
+		if role == "proxy" {
+			fmt.Println(times)
+		}
+	}, nil
 }
 
 // spawnChild re-executes this binary as the backend or the proxy and
 // returns the address it prints.
-func spawnChild(role, target string) (string, func(), error) {
-	cmd := exec.Command(os.Args[0], "-child", role, "-target", target)
+func spawnChild(role, target string, pin bool) (string, func(), error) {
+	args := []string{os.Args[0], "-child", role, "-target", target}
+	if pin {
+		args = append([]string{"taskset", "-c", "1"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", nil, err
@@ -155,12 +242,21 @@ func spawnChild(role, target string) (string, func(), error) {
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
 	if err != nil {
 		cmd.Process.Kill()
 		return "", nil, fmt.Errorf("%s child: %w", role, err)
 	}
-	return strings.TrimSpace(line), func() { cmd.Process.Kill(); cmd.Wait() }, nil
+	// Closing stdin asks the child for its report line, then it exits.
+	return strings.TrimSpace(line), func() {
+		in.Close()
+		if report, _ := br.ReadString('\n'); report != "" {
+			fmt.Print(report)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}, nil
 }
 
 func runChild(role, target string) error {
@@ -169,18 +265,26 @@ func runChild(role, target string) error {
 		return err
 	}
 	fmt.Println(ln.Addr().String())
-	return serveRole(ln, role, target)
+	times := &setupTimes{}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		if role == "proxy" {
+			fmt.Println(times)
+		}
+		os.Exit(0)
+	}()
+	return serveRole(ln, role, target, times)
 }
 
-func serveRole(ln net.Listener, role, target string) error {
+func serveRole(ln net.Listener, role, target string, times *setupTimes) error {
 	if role == "proxy" {
 		table := proxy.NewTable()
 		table.SetCluster("bench", "tls://"+target, "")
-		p, err := proxy.New(proxy.Config{API: http.NotFoundHandler(), Routes: table})
+		p, err := proxy.New(proxy.Config{API: http.NotFoundHandler(), Routes: table, DialContext: times.dial})
 		if err != nil {
 			return err
 		}
-		return p.Serve(ln)
+		return p.Serve(times.listener(ln))
 	}
 	hello, err := clientHello("daskgateway-bench")
 	if err != nil {

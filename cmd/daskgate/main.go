@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -38,10 +39,30 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	stopProfile := cpuProfile(os.Getenv("DASKGATE_CPUPROFILE"))
+	err := run(os.Args[1:], os.Stdout)
+	stopProfile()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "daskgate:", err)
 		os.Exit(1)
 	}
+}
+
+// cpuProfile writes a CPU profile of the whole run to path, if set (a
+// profiling aid for the benchmarks: go tool pprof bin/daskgate path).
+func cpuProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "daskgate: cpu profile:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func run(args []string, stdout io.Writer) error {

@@ -25,6 +25,22 @@ type Env struct {
 	stops      []func()
 }
 
+// Pids returns the process ids of the control plane by name
+// (kube-apiserver, etcd, kube-scheduler, kube-controller-manager, kwok,
+// and our run-forever kwok as daskgate-kwok), for CPU accounting.
+func (e *Env) Pids() map[string]int {
+	out := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(e.Dir, "pids", "*.pid"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil {
+			out[strings.TrimSuffix(filepath.Base(f), ".pid")] = pid
+		}
+	}
+	return out
+}
+
 // Stop ends every process Start began and removes Dir.
 func (e *Env) Stop() {
 	for i := len(e.stops) - 1; i >= 0; i-- {
@@ -33,9 +49,20 @@ func (e *Env) Stop() {
 	os.RemoveAll(e.Dir)
 }
 
+// Options tune the control plane.
+type Options struct {
+	// SchedulerQPS, if set, replaces kube-testenv's kube-scheduler with one
+	// whose API client may send this many requests per second (burst 2x).
+	// Its default, 50, binds at most 50 pods a second.
+	SchedulerQPS int
+}
+
 // Start runs `kube-testenv start --kwok` in a new directory and adds the
 // run-forever kwok node.
-func Start(script string) (*Env, error) {
+func Start(script string) (*Env, error) { return StartWith(script, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(script string, opt Options) (*Env, error) {
 	dir, err := os.MkdirTemp("", "daskgate-kube-")
 	if err != nil {
 		return nil, err
@@ -53,7 +80,82 @@ func Start(script string) (*Env, error) {
 		return nil, err
 	}
 	e.stops = append(e.stops, stop)
+	if opt.SchedulerQPS > 0 {
+		stop, err := replaceScheduler(script, dir, opt.SchedulerQPS)
+		if err != nil {
+			e.Stop()
+			return nil, err
+		}
+		e.stops = append(e.stops, stop)
+	}
 	return e, nil
+}
+
+// replaceScheduler stops kube-testenv's kube-scheduler and starts the same
+// binary with a configuration file that raises its client's QPS.
+func replaceScheduler(script, dir string, qps int) (func(), error) {
+	env, err := testenvVars(script)
+	if err != nil {
+		return nil, err
+	}
+	pidFile := filepath.Join(dir, "pids", "kube-scheduler.pid")
+	rec, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil, err
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(rec), &pid); err != nil {
+		return nil, fmt.Errorf("%s: %v", pidFile, err)
+	}
+	if p, err := os.FindProcess(pid); err == nil {
+		p.Kill()
+		p.Wait()
+	}
+	os.Remove(pidFile)
+	conf := fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection: {kubeconfig: %q, qps: %d, burst: %d}
+leaderElection: {leaderElect: false}
+`, filepath.Join(dir, "kubeconfig"), qps, 2*qps)
+	confFile := filepath.Join(dir, "daskgate-scheduler.yaml")
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return startLogged(dir, "kube-scheduler", env["KUBE_SCHEDULER"], "--config="+confFile, "--secure-port=0")
+}
+
+// startLogged starts a process with its output in dir/logs/name.log, its
+// pid in dir/pids/name.pid (kube-testenv's layout, pid only), and returns
+// its stop function.
+func startLogged(dir, name, bin string, args ...string) (func(), error) {
+	logf, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	pidFile := filepath.Join(dir, "pids", name+".pid")
+	_ = os.WriteFile(pidFile, []byte(fmt.Sprintln(cmd.Process.Pid)), 0o644)
+	return func() { cmd.Process.Kill(); cmd.Wait(); logf.Close(); os.Remove(pidFile) }, nil
+}
+
+// testenvVars reads the tool paths `kube-testenv env` prints.
+func testenvVars(script string) (map[string]string, error) {
+	out, err := exec.Command(script, "env").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s env: %v", script, err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+			env[k] = strings.Trim(v, `'"`)
+		}
+	}
+	return env, nil
 }
 
 // startRunForeverKwok works around one kube-testenv stage: it completes
@@ -63,15 +165,9 @@ func Start(script string) (*Env, error) {
 // but that one, for a node of our own where pods keep running until the
 // test changes their status.
 func startRunForeverKwok(script, dir string) (func(), error) {
-	envOut, err := exec.Command(script, "env").Output()
+	env, err := testenvVars(script)
 	if err != nil {
 		return nil, err
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(string(envOut), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
-			env[k] = v
-		}
 	}
 	stages, err := os.ReadFile(env["KWOK_STAGES"])
 	if err != nil {
@@ -98,18 +194,12 @@ func startRunForeverKwok(script, dir string) (func(), error) {
 	if err := kubectl("taint", "nodes", "-l", "type=kwok", "daskgate-test/unused=true:NoSchedule"); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "logs", "daskgate-kwok.log"))
+	stop, err := startLogged(dir, "daskgate-kwok", env["KWOK"], "--kubeconfig="+kubeconfig, "--config="+stagesFile, "--manage-all-nodes=false",
+		"--manage-nodes-with-annotation-selector=daskgate-test/node=fake", "--manage-nodes-with-label-selector=",
+		"--cidr=10.245.0.0/16", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40")
 	if err != nil {
 		return nil, err
 	}
-	kwok := exec.Command(env["KWOK"], "--kubeconfig="+kubeconfig, "--config="+stagesFile, "--manage-all-nodes=false",
-		"--manage-nodes-with-annotation-selector=daskgate-test/node=fake", "--manage-nodes-with-label-selector=",
-		"--cidr=10.245.0.0/16", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40")
-	kwok.Stdout, kwok.Stderr = logf, logf
-	if err := kwok.Start(); err != nil {
-		return nil, err
-	}
-	stop := func() { kwok.Process.Kill(); kwok.Wait(); logf.Close() }
 	node := `{"apiVersion":"v1","kind":"Node","metadata":{"name":"daskgate-node-0",
 "annotations":{"node.alpha.kubernetes.io/ttl":"0","daskgate-test/node":"fake"},
 "labels":{"kubernetes.io/os":"linux","kubernetes.io/hostname":"daskgate-node-0","type":"daskgate-kwok"}},

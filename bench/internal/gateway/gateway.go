@@ -86,3 +86,18 @@ func RSSMiB(pid int) float64 {
 
 // Pid is the gateway process id.
 func (g *Gateway) Pid() int { return g.cmd.Process.Pid }
+
+// CPUSeconds is the user+system CPU time a process has used (clock ticks
+// of 1/100 s, as Linux reports them), 0 if it is gone.
+func CPUSeconds(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	_, rest, ok := strings.Cut(string(b), ") ") // the command name may hold spaces
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	var user, sys float64
+	fmt.Sscan(f[11], &user)
+	fmt.Sscan(f[12], &sys)
+	return (user + sys) / 100
+}
