@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ func main() {
 	conns := flag.Int("conns", 2000, "connections for the latency test")
 	soak := flag.Bool("soak", false, "run the idle-connection soak instead")
 	split := flag.Bool("split", false, "run backend and proxy as separate processes")
+	withHAProxy := flag.Bool("haproxy", false, "also measure HAProxy (from PATH) doing the same SNI routing with splice, as a reference")
 	pin := flag.Bool("pin", false, "give the proxy a vCPU of its own (implies -split): client and backend on CPU 0, proxy on CPU 1, via taskset")
 	child := flag.String("child", "", "internal: run as the backend or proxy process")
 	target := flag.String("target", "", "internal: the proxy child's backend address")
@@ -49,7 +51,7 @@ func main() {
 	} else if *pin && os.Getenv(pinnedEnv) == "" {
 		err = rerunPinned()
 	} else {
-		err = run(*size, *conns, *split || *pin, *pin)
+		err = run(*size, *conns, *split || *pin, *pin, *withHAProxy)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -70,7 +72,7 @@ func rerunPinned() error {
 	return cmd.Run()
 }
 
-func run(size int64, conns int, split, pin bool) error {
+func run(size int64, conns int, split, pin, withHAProxy bool) error {
 	hello, err := clientHello("daskgateway-bench")
 	if err != nil {
 		return err
@@ -94,25 +96,49 @@ func run(size int64, conns int, split, pin bool) error {
 			stopProxy()
 		}
 	}()
-	ln := addrString(proxyAddr)
-	targets := []struct{ name, addr string }{{"direct", backend}, {"proxy", string(ln)}}
+	targets := []struct{ name, addr string }{{"direct", backend}, {"proxy", proxyAddr}}
+	if withHAProxy {
+		addr, stop, err := startHAProxy(backend, pin)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		targets = append(targets, struct{ name, addr string }{"haproxy", addr})
+	}
 	// Alternate the two paths so both see the same machine noise.
 	best := map[string]float64{}
+	cpu := map[string]float64{} // CPU seconds by path and process (split only)
 	for round := range 4 {
 		for _, t := range targets {
+			before := cpuByRole()
 			rate, err := throughput(t.addr, hello, size/4)
 			if err != nil {
 				return err
 			}
 			if round > 0 { // the first round warms up
 				best[t.name] = max(best[t.name], rate)
+				for role, v := range cpuByRole() {
+					cpu[t.name+" "+role] += v - before[role]
+				}
 			}
 		}
 	}
 	for _, t := range targets {
-		fmt.Printf("throughput %-6s %8.0f MiB/s (best of 3 x %d MiB)\n", t.name, best[t.name], size>>22)
+		fmt.Printf("throughput %-7s %8.0f MiB/s (best of 3 x %d MiB)\n", t.name, best[t.name], size>>22)
 	}
 	fmt.Printf("throughput proxy/direct: %.2fx\n", best["proxy"]/best["direct"])
+	if withHAProxy {
+		fmt.Printf("throughput haproxy/direct: %.2fx\n", best["haproxy"]/best["direct"])
+	}
+	if split {
+		gib := float64(3*(size/4)) / (1 << 30)
+		fmt.Printf("CPU seconds per GiB: direct: client %.2f + backend %.2f; through the proxy: client %.2f + backend %.2f + proxy %.2f\n",
+			cpu["direct client"]/gib, cpu["direct backend"]/gib, cpu["proxy client"]/gib, cpu["proxy backend"]/gib, cpu["proxy proxy"]/gib)
+		if withHAProxy {
+			fmt.Printf("CPU seconds per GiB through haproxy: client %.2f + backend %.2f + haproxy %.2f\n",
+				cpu["haproxy client"]/gib, cpu["haproxy backend"]/gib, cpu["haproxy haproxy"]/gib)
+		}
+	}
 	lats := map[string][]time.Duration{}
 	for range conns {
 		for _, t := range targets {
@@ -129,9 +155,11 @@ func run(size int64, conns int, split, pin bool) error {
 		slices.Sort(lat)
 		p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 		p50s, p99s = append(p50s, p50), append(p99s, p99)
-		fmt.Printf("new connection %-6s p50 %8v  p99 %8v (%d conns, interleaved)\n", t.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), conns)
+		fmt.Printf("new connection %-7s p50 %8v  p99 %8v (%d conns, interleaved)\n", t.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), conns)
 	}
-	fmt.Printf("added per new connection: p50 %v, p99 %v\n", (p50s[1] - p50s[0]).Round(time.Microsecond), (p99s[1] - p99s[0]).Round(time.Microsecond))
+	for i := 1; i < len(targets); i++ {
+		fmt.Printf("added per new connection by %s: p50 %v, p99 %v\n", targets[i].name, (p50s[i] - p50s[0]).Round(time.Microsecond), (p99s[i] - p99s[0]).Round(time.Microsecond))
+	}
 	stopProxy() // prints the proxy's own share
 	stopProxy = nil
 	return nil
@@ -200,7 +228,73 @@ func clientHello(sni string) ([]byte, error) {
 	return append(hdr, body...), nil
 }
 
-type addrString string
+// startHAProxy runs HAProxy as a reference: the same SNI routing in TCP
+// mode, with kernel splicing, one thread (on CPU 1 when pinned).
+func startHAProxy(backend string, pin bool) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir, err := os.MkdirTemp("", "bench-haproxy")
+	if err != nil {
+		return "", nil, err
+	}
+	conf := fmt.Sprintf(`global
+  nbthread 1
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 10s
+  timeout client 1m
+  timeout server 1m
+frontend sni
+  bind %s
+  tcp-request inspect-delay 10s
+  tcp-request content accept if { req_ssl_hello_type 1 }
+  use_backend scheduler if { req_ssl_sni -i daskgateway-bench }
+backend scheduler
+  server s1 %s
+`, addr, backend)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return "", nil, err
+	}
+	args := []string{"haproxy", "-db", "-f", path}
+	if pin {
+		args = append([]string{"taskset", "-c", "1"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("haproxy: %w", err)
+	}
+	childPids["haproxy"] = cmd.Process.Pid
+	stop := func() { cmd.Process.Kill(); cmd.Wait(); os.RemoveAll(dir) }
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("haproxy did not listen on %s", addr)
+}
+
+// childPids are the split roles' processes.
+var childPids = map[string]int{}
+
+// cpuByRole reads the CPU time of this process (the client) and of the
+// child processes.
+func cpuByRole() map[string]float64 {
+	out := map[string]float64{"client": gateway.CPUSeconds(os.Getpid())}
+	for role, pid := range childPids {
+		out[role] = gateway.CPUSeconds(pid)
+	}
+	return out
+}
 
 // startRole runs the backend or the proxy in a child process (split) or
 // in this one; a pinned child runs on CPU 1.
@@ -242,6 +336,7 @@ func spawnChild(role, target string, pin bool) (string, func(), error) {
 	if err := cmd.Start(); err != nil {
 		return "", nil, err
 	}
+	childPids[role] = cmd.Process.Pid // taskset execs the child in place
 	br := bufio.NewReader(out)
 	line, err := br.ReadString('\n')
 	if err != nil {
