@@ -1,0 +1,73 @@
+package kube
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// TestWaitWakesOnlyItsCluster: a ?wait on one cluster ends when that
+// cluster changes, not when others do (1,000 waiting clients must not all
+// wake on every watch event).
+func TestWaitWakesOnlyItsCluster(t *testing.T) {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: secretName("a")},
+		Data: map[string][]byte{"api-token": []byte("tok"), "dask.crt": []byte("cert"), "dask.pem": []byte("key")}}
+	g := &Gateway{log: slog.New(slog.DiscardHandler), clusters: map[string]*entry{}, waiters: map[string]chan struct{}{},
+		cfg: GatewayConfig{Namespaces: []string{"ns"}, Clients: &Clients{Core: fake.NewClientset(secret)}}}
+	dc := func(hex, phase string) *DaskCluster {
+		return &DaskCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: hex, UID: types.UID("uid-" + hex)},
+			Spec: Spec{Username: "alice"}, Status: Status{Phase: phase}}
+	}
+	g.store(dc("a", PhasePending))
+	g.store(dc("b", PhasePending))
+
+	got := make(chan *cluster.Cluster)
+	go func() {
+		c, err := g.Wait(context.Background(), "ns.a")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	waitFor(t, func() bool { g.mu.RLock(); defer g.mu.RUnlock(); return g.waiters["ns.a"] != nil })
+	g.store(dc("b", PhaseRunning))
+	g.store(dc("b", PhaseStopped))
+	select {
+	case c := <-got:
+		t.Fatalf("wait on ns.a returned %v after changes to ns.b only", c.Status)
+	case <-time.After(100 * time.Millisecond):
+	}
+	g.mu.RLock()
+	_, stillWaiting := g.waiters["ns.a"]
+	g.mu.RUnlock()
+	if !stillWaiting {
+		t.Fatal("ns.a's waiter channel was closed by another cluster's change")
+	}
+	g.store(dc("a", PhaseRunning))
+	select {
+	case c := <-got:
+		if c.Status != cluster.Running || c.Token != "tok" || c.TLSCert != "cert" {
+			t.Fatalf("got status %v, token %q, cert %q; want RUNNING with the Secret's credentials", c.Status, c.Token, c.TLSCert)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("wait on ns.a did not end when ns.a became Running")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not reached")
+}
