@@ -269,10 +269,19 @@ func (c *Controller) podEvent(obj any, delta int) {
 	c.queue.Add(key)
 }
 
+// ErrLeaseLost is what Run returns when this replica stopped leading
+// while its context was still live (the API server unreachable past the
+// renew deadline, or another holder took the Lease).
+var ErrLeaseLost = errors.New("kube controller: lease lost")
+
 // Run starts the informers at once (a standby keeps warm caches for a
-// fast fail-over) and reconciles while it holds the Lease. It returns when
-// ctx ends or leadership is lost.
+// fast fail-over) and reconciles while it holds the Lease. It returns nil
+// when ctx ends, ErrLeaseLost when leadership is lost; its informers stop
+// either way, and a Controller runs once.
 func (c *Controller) Run(ctx context.Context) error {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for _, start := range c.starters {
 		start(ctx.Done())
 	}
@@ -302,9 +311,36 @@ func (c *Controller) Run(ctx context.Context) error {
 	le.Run(ctx)
 	c.queue.ShutDown()
 	if started.Load() {
-		return <-leading // lead returns once its workers have stopped
+		if err := <-leading; err != nil { // lead returns once its workers have stopped
+			return err
+		}
+	}
+	if parent.Err() == nil {
+		return ErrLeaseLost
 	}
 	return nil
+}
+
+// RunCampaigning runs c, and when it loses its Lease drops it and runs a
+// fresh controller with the same configuration, until ctx ends. This is
+// for the controller inside `daskgate serve`, whose process must keep
+// serving the API; the standalone `daskgate controller` exits instead.
+func RunCampaigning(ctx context.Context, c *Controller) error {
+	for {
+		err := c.Run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn("controller stopped leading; campaigning again", "identity", c.cfg.Identity, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.cfg.RetryPeriod):
+		}
+		if c, err = NewController(c.cfg); err != nil {
+			return err
+		}
+	}
 }
 
 // lead runs the workers and the cleanup loop until ctx ends.

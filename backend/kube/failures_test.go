@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 )
 
 func running(t *testing.T, h *harness, g *gatewayReplica) (name, ns, hex string) {
@@ -144,13 +146,7 @@ func TestControllerRestartAndLeaderHandover(t *testing.T) {
 	}
 }
 
-func (h *harness) leader() string {
-	l, err := h.admin.Core.CoordinationV1().Leases(h.ns).Get(context.Background(), "daskgate-controller-"+h.instance, metav1.GetOptions{})
-	if err != nil || l.Spec.HolderIdentity == nil {
-		return ""
-	}
-	return *l.Spec.HolderIdentity
-}
+func (h *harness) leader() string { return h.holder("daskgate-controller-" + h.instance) }
 
 // TestGatewayReplicas: a cluster created through replica A is visible and
 // stoppable through replica B right after the 201, and B keeps serving
@@ -265,5 +261,82 @@ func TestUnscheduledWorkersAreCountedAndScaledDownFirst(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := len(h.workerPods(name)); n != 1 {
 		t.Fatalf("%d worker pods, want 1", n)
+	}
+}
+
+// TestEmbeddedControllerCampaignsAgain: the controller inside `daskgate
+// serve` loses its Lease to another holder (a partition, say); it must not
+// stay idle until a restart but campaign again, take the Lease back once
+// it expires, and reconcile. The standalone form reports ErrLeaseLost.
+func TestEmbeddedControllerCampaignsAgain(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.ctlCfg
+	cfg.Clients, cfg.Identity = as(t, h.ns, "daskgate-controller"), "embedded"
+	ctl, err := kube.NewController(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kube.RunCampaigning(ctx, ctl) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, 10*time.Second, "embedded leads", func() bool { return h.leader() == "embedded" })
+
+	h.stealLease("daskgate-controller-"+h.instance, "ghost")
+	waitFor(t, 10*time.Second, "ghost holds the lease", func() bool { return h.leader() == "ghost" })
+	// The ghost never renews: once its lease expires the embedded
+	// controller, campaigning again, takes it back and does its work.
+	waitFor(t, 20*time.Second, "embedded leads again", func() bool { return h.leader() == "embedded" })
+	g := h.startGateway()
+	name, _, _ := running(t, h, g)
+	h.heartbeat(g, name, 2)
+	h.waitWorkers(name, 2, 30*time.Second)
+
+	// Standalone: Run returns ErrLeaseLost when the lease goes elsewhere.
+	cfg.Identity, cfg.LeaseName = "standalone", "daskgate-standalone-"+h.instance
+	solo, err := kube.NewController(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	soloDone := make(chan error, 1)
+	soloCtx, soloCancel := context.WithCancel(context.Background())
+	defer soloCancel()
+	go func() { soloDone <- solo.Run(soloCtx) }()
+	waitFor(t, 10*time.Second, "standalone leads", func() bool { return h.holder(cfg.LeaseName) == "standalone" })
+	h.stealLease(cfg.LeaseName, "ghost")
+	select {
+	case err := <-soloDone:
+		if !errors.Is(err, kube.ErrLeaseLost) {
+			t.Fatalf("standalone Run returned %v, want ErrLeaseLost", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("standalone controller kept running after losing its lease")
+	}
+}
+
+func (h *harness) holder(lease string) string {
+	l, err := h.admin.Core.CoordinationV1().Leases(h.ns).Get(context.Background(), lease, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// stealLease makes identity the holder with a fresh renew time, as a
+// replica on the other side of a partition would.
+func (h *harness) stealLease(lease, identity string) {
+	h.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := h.admin.Core.CoordinationV1().Leases(h.ns).Get(context.Background(), lease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		now := metav1.NewMicroTime(time.Now())
+		l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime = &identity, &now, &now
+		_, err = h.admin.Core.CoordinationV1().Leases(h.ns).Update(context.Background(), l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		h.t.Fatal(err)
 	}
 }

@@ -60,6 +60,9 @@ func main() {
 }
 
 func run(n, perCluster int, bin, script string, qps, schedQPS int) error {
+	// Reuse connections like a fleet of long-lived clients would; the
+	// default keeps 2 idle per host, so most requests would dial anew.
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 1024
 	ctx := context.Background()
 	env, err := kubetest.StartWith(script, kubetest.Options{SchedulerQPS: schedQPS})
 	if err != nil {

@@ -44,6 +44,7 @@ func kubeNamespaces(k config.Kubernetes) []string {
 type kubeBackend struct {
 	*kube.Gateway
 	ctl    *kube.Controller
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -59,7 +60,7 @@ func newKubeBackend(cfg *config.Config, log *slog.Logger, table *proxy.Table, ap
 	if err != nil {
 		return nil, err
 	}
-	b := &kubeBackend{Gateway: gw}
+	b := &kubeBackend{Gateway: gw, log: log}
 	if k.Controller.Enabled {
 		if b.ctl, err = newController(cfg, log, cl, apiURL); err != nil {
 			return nil, err
@@ -84,7 +85,11 @@ func (b *kubeBackend) Start() {
 	go func() {
 		defer close(b.done)
 		if b.ctl != nil {
-			go b.ctl.Run(ctx)
+			go func() {
+				if err := kube.RunCampaigning(ctx, b.ctl); err != nil {
+					b.log.Error("embedded controller stopped", "err", err)
+				}
+			}()
 		}
 		_ = b.Gateway.Run(ctx)
 	}()
