@@ -215,6 +215,9 @@ func (g *Gateway) toCluster(dc *DaskCluster) *cluster.Cluster {
 	if c.Status == 0 {
 		c.Status = cluster.Pending
 	}
+	if !dc.Spec.active() && !c.Status.Finished() {
+		c.Status = cluster.Stopping // asked to stop: out of the default list at once, as upstream
+	}
 	if dc.Status.Reason != "" && dc.Status.Message == "" {
 		c.Reason = dc.Status.Reason
 	} else if dc.Status.Reason != "" {
@@ -389,7 +392,7 @@ func (g *Gateway) Stop(ctx context.Context, name string, _ bool, reason string) 
 	if err != nil {
 		return err
 	}
-	if e.c.Status.Finished() {
+	if e.c.Status.Finished() || e.c.Status == cluster.Stopping {
 		return nil
 	}
 	g.log.Info("stopping cluster", "cluster", name, "reason", reason)

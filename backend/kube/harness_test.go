@@ -84,8 +84,20 @@ func (h *harness) startController(identity string) context.CancelFunc {
 	return stop
 }
 
-// startGateway starts one gateway replica behind its own HTTP server.
+// startGateway starts one gateway replica behind its own HTTP server;
+// every scheduler request goes to the fake scheduler.
 func (h *harness) startGateway() *gatewayReplica {
+	schedAddr := h.sched.Listener.Addr().String()
+	return h.startGatewayWith(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, schedAddr)
+	}, false)
+}
+
+// startGatewayWith starts a gateway replica whose scheduler connections
+// use dial; with front, its API is served behind daskgate's proxy (one
+// port for the API, dashboards and SNI passthrough, dialing with dial),
+// as `daskgate serve` does.
+func (h *harness) startGatewayWith(dial func(ctx context.Context, network, addr string) (net.Conn, error), front bool) *gatewayReplica {
 	routes := proxy.NewTable()
 	gw, err := kube.NewGateway(kube.GatewayConfig{Clients: as(h.t, h.ns, "daskgate-gateway"), Instance: h.instance,
 		Namespaces: []string{h.ns}, Routes: routes, Logger: testLogger(h.t)})
@@ -96,10 +108,6 @@ func (h *harness) startGateway() *gatewayReplica {
 	go gw.Run(ctx)
 	if !gw.WaitSynced(ctx) {
 		h.t.Fatal("gateway cache did not sync")
-	}
-	schedAddr := h.sched.Listener.Addr().String()
-	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, schedAddr)
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.Image = "ghcr.io/dask/dask-gateway:test"
@@ -112,8 +120,24 @@ func (h *harness) startGateway() *gatewayReplica {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	api := httptest.NewServer(srv)
-	r := &gatewayReplica{gw: gw, api: api, routes: routes, stop: func() { api.Close(); cancel() }}
+	api := httptest.NewUnstartedServer(srv)
+	if front {
+		p, err := proxy.New(proxy.Config{API: srv, Routes: routes, DialContext: dial, Logger: testLogger(h.t)})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		go p.Serve(api.Listener)
+		api.URL = "http://" + api.Listener.Addr().String()
+		h.t.Cleanup(func() { api.Listener.Close(); p.Shutdown(context.Background()) })
+	} else {
+		api.Start()
+	}
+	r := &gatewayReplica{gw: gw, api: api, routes: routes, stop: func() {
+		if !front {
+			api.Close()
+		}
+		cancel()
+	}}
 	h.t.Cleanup(r.stop)
 	h.gateways = append(h.gateways, r)
 	return r
