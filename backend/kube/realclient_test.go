@@ -26,7 +26,8 @@ import (
 // `dask scheduler` (with the preload) or `dask worker` process, from the
 // pod's own args and env and its Secret's files. The client creates a
 // cluster, scales it (its scheduler's preload asks the gateway for the
-// worker), computes through the SNI passthrough, and shuts it down.
+// worker), computes through the SNI passthrough, opens the dashboard
+// through the proxy's HTTP routes, and shuts it down.
 func TestRealClientOnKubernetes(t *testing.T) {
 	venv := venvBin(t)
 	h := newHarness(t, nil)
@@ -57,6 +58,9 @@ while True:  # the scheduler process may still be importing dask
 client = cluster.get_client()
 client.wait_for_workers(1, timeout=120)
 print("RESULT", client.submit(lambda x: x + 1, 1).result(), flush=True)
+import urllib.request
+with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as resp:
+    print("DASHBOARD", resp.status, cluster.dashboard_link, flush=True)
 print("LISTED", [c.name for c in gw.list_clusters()], flush=True)
 client.close()
 cluster.shutdown()
@@ -79,7 +83,7 @@ gw.close()
 			name = after
 		}
 	}
-	for _, want := range []string{"RESULT 2", "LISTED ['" + name + "']", "LEFT []"} {
+	for _, want := range []string{"RESULT 2", "DASHBOARD 200 " + g.api.URL + "/clusters/" + name + "/status", "LISTED ['" + name + "']", "LEFT []"} {
 		if name == "" || !strings.Contains(string(out), want) {
 			t.Fatalf("client output lacks %q", want)
 		}
