@@ -27,7 +27,8 @@ import (
 // pod's own args and env and its Secret's files. The client creates a
 // cluster, scales it (its scheduler's preload asks the gateway for the
 // worker), computes through the SNI passthrough, opens the dashboard
-// through the proxy's HTTP routes, and shuts it down.
+// through the proxy's HTTP routes, reconnects with gateway.connect (another
+// user gets a 403, as upstream), and shuts it down.
 func TestRealClientOnKubernetes(t *testing.T) {
 	venv := venvBin(t)
 	h := newHarness(t, nil)
@@ -62,6 +63,17 @@ import urllib.request
 with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as resp:
     print("DASHBOARD", resp.status, cluster.dashboard_link, flush=True)
 print("LISTED", [c.name for c in gw.list_clusters()], flush=True)
+bob = Gateway(address=os.environ["GATEWAY_URL"], auth=BasicAuth("bob", "x"))
+try:
+    bob.connect(cluster.name)
+    print("BOB CONNECTED", flush=True)
+except Exception as e:
+    print("BOB REFUSED", type(e).__name__, flush=True)
+print("BOB LISTS", [c.name for c in bob.list_clusters()], flush=True)
+bob.close()
+again = gw.connect(cluster.name)
+print("RECONNECTED", again.name == cluster.name, again.scheduler_info.get("type"), flush=True)
+again.close()
 client.close()
 cluster.shutdown()
 print("LEFT", [c.name for c in gw.list_clusters()], flush=True)
@@ -83,7 +95,8 @@ gw.close()
 			name = after
 		}
 	}
-	for _, want := range []string{"RESULT 2", "DASHBOARD 200 " + g.api.URL + "/clusters/" + name + "/status", "LISTED ['" + name + "']", "LEFT []"} {
+	for _, want := range []string{"RESULT 2", "DASHBOARD 200 " + g.api.URL + "/clusters/" + name + "/status", "LISTED ['" + name + "']",
+		"BOB REFUSED ClientResponseError", "BOB LISTS []", "RECONNECTED True Scheduler", "LEFT []"} {
 		if name == "" || !strings.Contains(string(out), want) {
 			t.Fatalf("client output lacks %q", want)
 		}
