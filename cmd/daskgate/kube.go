@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,14 +85,16 @@ func (b *kubeBackend) Start() {
 	b.cancel, b.done = cancel, make(chan struct{})
 	go func() {
 		defer close(b.done)
-		if b.ctl != nil {
-			go func() {
+		var wg sync.WaitGroup
+		if b.ctl != nil { // waited for, so it releases its Lease before we exit
+			wg.Go(func() {
 				if err := kube.RunCampaigning(ctx, b.ctl); err != nil {
 					b.log.Error("embedded controller stopped", "err", err)
 				}
-			}()
+			})
 		}
 		_ = b.Gateway.Run(ctx)
+		wg.Wait()
 	}()
 	b.Gateway.WaitSynced(ctx)
 }
