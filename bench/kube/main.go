@@ -37,8 +37,9 @@ import (
 )
 
 var (
-	users   int
-	profile string
+	users      int
+	profile    string
+	apiProfile string
 )
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	qps := flag.Int("qps", 500, "client QPS of gateway and controller (burst 2x)")
 	flag.IntVar(&users, "users", 50, "distinct users creating clusters (at most 1000)")
 	flag.StringVar(&profile, "controller-profile", "", "write the controller's CPU profile to this file")
+	flag.StringVar(&apiProfile, "apiserver-profile", "", "write a 40 s CPU profile of kube-apiserver, from the first POST, to this file")
 	schedQPS := flag.Int("scheduler-qps", 500, "kube-scheduler's client QPS (burst 2x); 0 keeps its default of 50")
 	flag.Parse()
 	if users < 1 || users > len(userLocks) {
@@ -127,6 +129,17 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	// GET ?wait until RUNNING), then scale(2), which the scheduler turns
 	// into a heartbeat asking for 2 workers. At most 32 POSTs are in
 	// flight; the waits and heartbeats are not limited.
+	if apiProfile != "" {
+		go func() {
+			raw, err := admin.Core.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "40").Timeout(time.Minute).DoRaw(ctx)
+			if err == nil {
+				err = os.WriteFile(apiProfile, raw, 0o644)
+			}
+			if err != nil {
+				log.Printf("apiserver profile: %v", err)
+			}
+		}()
+	}
 	start := time.Now()
 	posts := make(chan struct{}, 32)
 	var lastPost, lastRunning atomic.Int64
