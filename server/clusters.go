@@ -32,6 +32,7 @@ type encodedEntry struct {
 	status    cluster.Status
 	stop      int64
 	dashboard string
+	hasTLS    bool // a backend may learn a running cluster's credentials later
 	json      []byte
 }
 
@@ -42,7 +43,8 @@ func (e *encodedClusters) get(c *cluster.Cluster) []byte {
 		return b
 	}
 	if v, ok := e.m.Load(c.Name); ok {
-		if ent := v.(*encodedEntry); ent.status == c.Status && ent.stop == c.StopTime && ent.dashboard == c.DashboardAddress {
+		if ent := v.(*encodedEntry); ent.status == c.Status && ent.stop == c.StopTime && ent.dashboard == c.DashboardAddress &&
+			ent.hasTLS == (c.TLSCert != "") {
 			return ent.json
 		}
 	}
@@ -51,7 +53,7 @@ func (e *encodedClusters) get(c *cluster.Cluster) []byte {
 		e.m.Clear()
 		e.n.Store(0)
 	}
-	e.m.Store(c.Name, &encodedEntry{status: c.Status, stop: c.StopTime, dashboard: c.DashboardAddress, json: b})
+	e.m.Store(c.Name, &encodedEntry{status: c.Status, stop: c.StopTime, dashboard: c.DashboardAddress, hasTLS: c.TLSCert != "", json: b})
 	return b
 }
 

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/daskgate/daskgate/cluster"
@@ -112,6 +111,7 @@ type Controller struct {
 	services    []corelisters.ServiceLister
 	synced      []cache.InformerSynced
 	starters    []func(<-chan struct{})
+	shutdowns   []func() // wait for the started informers to stop
 	nsIndex     map[string]int
 
 	mu           sync.Mutex
@@ -205,6 +205,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		c.services = append(c.services, svcInf.Lister())
 		c.synced = append(c.synced, dcInf.HasSynced, podInf.Informer().HasSynced, svcInf.Informer().HasSynced)
 		c.starters = append(c.starters, dyn.Start, core.Start)
+		c.shutdowns = append(c.shutdowns, dyn.Shutdown, core.Shutdown)
 	}
 	return c, nil
 }
@@ -281,7 +282,12 @@ var ErrLeaseLost = errors.New("kube controller: lease lost")
 func (c *Controller) Run(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer func() {
+		cancel()
+		for _, shutdown := range c.shutdowns {
+			shutdown()
+		}
+	}()
 	for _, start := range c.starters {
 		start(ctx.Done())
 	}
@@ -290,13 +296,26 @@ func (c *Controller) Run(ctx context.Context) error {
 		Client:     c.cfg.Clients.Core.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: c.cfg.Identity},
 	}
-	var started atomic.Bool
+	// client-go calls OnStartedLeading in a goroutine of its own, which
+	// may begin only after le.Run has returned: once Run is done with
+	// leading, a late callback must not lead.
+	var mu sync.Mutex
+	started, over := false, false
 	leading := make(chan error, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true, Name: c.cfg.LeaseName,
 		LeaseDuration: c.cfg.LeaseDuration, RenewDeadline: c.cfg.RenewDeadline, RetryPeriod: c.cfg.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) { started.Store(true); leading <- c.lead(ctx) },
+			OnStartedLeading: func(ctx context.Context) {
+				mu.Lock()
+				if over {
+					mu.Unlock()
+					return
+				}
+				started = true
+				mu.Unlock()
+				leading <- c.lead(ctx)
+			},
 			OnStoppedLeading: func() { c.log.Info("controller lease released or lost", "identity", c.cfg.Identity) },
 			OnNewLeader: func(id string) {
 				if id != c.cfg.Identity {
@@ -310,15 +329,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	le.Run(ctx)
 	c.queue.ShutDown()
-	if started.Load() {
-		if err := <-leading; err != nil { // lead returns once its workers have stopped
-			return err
-		}
+	mu.Lock()
+	over = true
+	led := started
+	mu.Unlock()
+	if led {
+		err = <-leading // lead returns once its workers have stopped
 	}
-	if parent.Err() == nil {
-		return ErrLeaseLost
+	switch {
+	case parent.Err() != nil:
+		return nil // shut down, whatever lead was doing
+	case err != nil:
+		return err
 	}
-	return nil
+	return ErrLeaseLost
 }
 
 // RunCampaigning runs c, and when it loses its Lease drops it and runs a

@@ -54,7 +54,14 @@ type Gateway struct {
 	mu       sync.RWMutex
 	clusters map[string]*entry
 	waiters  map[string]chan struct{} // per cluster, closed on its next change
+	// Running clusters whose credentials are still to be read, and the
+	// queue of the workers that read them off the watch path.
+	credsPending map[string]bool
+	credsQueue   chan string
 }
+
+// credentialReaders read Secrets of newly running clusters in parallel.
+const credentialReaders = 4
 
 type entry struct {
 	c        *cluster.Cluster
@@ -74,6 +81,7 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 		cfg.Namespaces = []string{OwnNamespace()}
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, clusters: map[string]*entry{}, waiters: map[string]chan struct{}{},
+		credsPending: map[string]bool{}, credsQueue: make(chan string, 1024),
 		build: builder{instance: cfg.Instance, labels: cfg.Labels, annotations: cfg.Annotations}}
 	for _, ns := range cfg.Namespaces {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Clients.Dynamic, 0, ns,
@@ -109,6 +117,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, f := range g.factory {
 		f.Start(ctx.Done())
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range credentialReaders {
+		wg.Go(func() { g.readCredentials(ctx) })
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), g.synced...) {
 		return errors.New("kube gateway: informer cache did not sync")
 	}
@@ -141,9 +154,9 @@ func (g *Gateway) observe(obj any) {
 }
 
 // store turns an object into the cached record. Credentials already read
-// from the cluster's Secret are carried over; they are read on first use
-// (withCredentials), never here, so the watch is not held up by Secret
-// reads.
+// from the cluster's Secret are carried over; a running cluster without
+// them is queued for the credential readers (and Get reads them itself if
+// asked first), so the watch is never held up by Secret reads.
 func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 	name := PublicName(dc.Namespace, dc.Name)
 	c := g.toCluster(dc)
@@ -158,6 +171,13 @@ func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 	}
 	g.clusters[name] = &entry{c: c, replicas: dc.Spec.replicas(), uid: dc.UID}
 	g.wake(name)
+	if c.Status == cluster.Running && c.Token == "" && !g.credsPending[name] {
+		select {
+		case g.credsQueue <- name:
+			g.credsPending[name] = true
+		default: // full: Get reads them on demand
+		}
+	}
 	g.mu.Unlock()
 	if g.cfg.Routes != nil {
 		if c.Status == cluster.Running && c.SchedulerAddress != "" {
@@ -169,9 +189,34 @@ func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 	return c
 }
 
-// olderThan is a best effort: a finished status never goes back.
+// olderThan is a best effort: a finished status never goes back, nor
+// does a stop request (nothing sets spec.active to true again).
 func olderThan(dc *DaskCluster, e *entry) bool {
+	if e.c.Status == cluster.Stopping && dc.Spec.active() {
+		return true
+	}
 	return e.c.Status.Finished() && !(dc.Status.phase() == PhaseStopped || dc.Status.phase() == PhaseFailed)
+}
+
+// readCredentials reads the Secrets of queued running clusters until ctx
+// ends.
+func (g *Gateway) readCredentials(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case name := <-g.credsQueue:
+			g.mu.RLock()
+			e := g.clusters[name]
+			g.mu.RUnlock()
+			if e != nil {
+				g.withCredentials(ctx, e)
+			}
+			g.mu.Lock()
+			delete(g.credsPending, name)
+			g.mu.Unlock()
+		}
+	}
 }
 
 // wake ends the Waits on name; g.mu is held.
@@ -369,19 +414,16 @@ func (g *Gateway) lookup(ctx context.Context, name string) (*entry, error) {
 }
 
 // List returns cached clusters accepted by keep, oldest first.
-func (g *Gateway) List(ctx context.Context, keep func(*cluster.Cluster) bool) ([]*cluster.Cluster, error) {
+func (g *Gateway) List(_ context.Context, keep func(*cluster.Cluster) bool) ([]*cluster.Cluster, error) {
 	g.mu.RLock()
-	kept := make([]*entry, 0, len(g.clusters))
+	out := make([]*cluster.Cluster, 0, len(g.clusters))
 	for _, e := range g.clusters {
 		if keep(e.c) {
-			kept = append(kept, e)
+			cp := *e.c // credentials as read so far: a list never waits on Secrets
+			out = append(out, &cp)
 		}
 	}
 	g.mu.RUnlock()
-	out := make([]*cluster.Cluster, len(kept))
-	for i, e := range kept {
-		out[i] = g.withCredentials(ctx, e)
-	}
 	cluster.SortByStart(out)
 	return out, nil
 }
@@ -452,12 +494,13 @@ func (g *Gateway) Wait(ctx context.Context, name string) (*cluster.Cluster, erro
 	for {
 		g.mu.Lock()
 		e, ch := g.clusters[name], g.waiters[name]
-		if ch == nil {
+		pending := e != nil && e.c.Status == cluster.Pending
+		if pending && ch == nil {
 			ch = make(chan struct{})
 			g.waiters[name] = ch
 		}
 		g.mu.Unlock()
-		if e == nil || e.c.Status != cluster.Pending {
+		if !pending {
 			return g.Get(context.WithoutCancel(ctx), name)
 		}
 		select {

@@ -128,7 +128,12 @@ func (h *harness) startGatewayWith(dial func(ctx context.Context, network, addr 
 		}
 		go p.Serve(api.Listener)
 		api.URL = "http://" + api.Listener.Addr().String()
-		h.t.Cleanup(func() { api.Listener.Close(); p.Shutdown(context.Background()) })
+		h.t.Cleanup(func() {
+			api.Listener.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			p.Shutdown(ctx) // passthrough tunnels get 5 s, then are closed
+		})
 	} else {
 		api.Start()
 	}

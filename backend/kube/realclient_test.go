@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestRealClientOnKubernetes(t *testing.T) {
 	venv := venvBin(t)
 	h := newHarness(t, nil)
 	h.startController("c")
-	pods := &podRunner{t: t, h: h, venv: venv, addrs: map[string]string{}, procs: map[string]*exec.Cmd{}, dir: t.TempDir()}
+	pods := &podRunner{t: t, h: h, venv: venv, addrs: map[string]string{}, procs: map[string]*podProcess{}, dir: t.TempDir()}
 	g := h.startGatewayWith(pods.dial, true)
 	pods.apiURL = g.api.URL + "/api"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -135,8 +136,17 @@ type podRunner struct {
 
 	mu    sync.Mutex
 	addrs map[string]string // "dask-<hex>.<ns>:8786" -> "127.0.0.1:port"
-	procs map[string]*exec.Cmd
+	procs map[string]*podProcess
 }
+
+// podProcess is a pod's process group (dask worker's nanny starts a
+// child), killed as a whole.
+type podProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func (p *podProcess) kill() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
 
 func (r *podRunner) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	r.mu.Lock()
@@ -162,15 +172,15 @@ func (r *podRunner) run(ctx context.Context) {
 				_, started := r.procs[p.Name]
 				r.mu.Unlock()
 				if !started {
-					if err := r.start(ctx, &p); err != nil {
-						r.t.Errorf("starting pod %s: %v", p.Name, err)
+					if err := r.start(ctx, &p); err != nil { // retried on the next pass
+						r.t.Logf("starting pod %s: %v", p.Name, err)
 					}
 				}
 			}
 			r.mu.Lock()
-			for name, cmd := range r.procs {
-				if !live[name] && cmd.Process != nil {
-					cmd.Process.Kill()
+			for name, proc := range r.procs {
+				if !live[name] {
+					proc.kill()
 				}
 			}
 			r.mu.Unlock()
@@ -247,6 +257,7 @@ func (r *podRunner) start(ctx context.Context, p *corev1.Pod) error {
 		}
 	}
 	cmd := exec.Command(filepath.Join(r.venv, args[0]), args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Env = append(os.Environ(), "PATH="+r.venv+":"+os.Getenv("PATH"))
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -259,9 +270,10 @@ func (r *podRunner) start(ctx context.Context, p *corev1.Pod) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	go func() { cmd.Wait(); logf.Close() }()
+	proc := &podProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(proc.exited) }()
 	r.mu.Lock()
-	r.procs[p.Name] = cmd
+	r.procs[p.Name] = proc
 	for k, v := range mapped {
 		r.addrs[k] = v
 	}
@@ -272,9 +284,12 @@ func (r *podRunner) start(ctx context.Context, p *corev1.Pod) error {
 func (r *podRunner) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, cmd := range r.procs {
-		if cmd.Process != nil {
-			cmd.Process.Kill()
+	for _, proc := range r.procs {
+		proc.kill()
+		select {
+		case <-proc.exited:
+		case <-time.After(10 * time.Second):
+			r.t.Errorf("pod process %d did not exit", proc.cmd.Process.Pid)
 		}
 	}
 }

@@ -86,9 +86,10 @@ func (b *kubeBackend) Start() {
 	go func() {
 		defer close(b.done)
 		var wg sync.WaitGroup
-		if b.ctl != nil { // waited for, so it releases its Lease before we exit
+		if ctl := b.ctl; ctl != nil { // waited for, so it releases its Lease before we exit
+			b.ctl = nil // RunCampaigning replaces it after a lost Lease; let its caches go
 			wg.Go(func() {
-				if err := kube.RunCampaigning(ctx, b.ctl); err != nil {
+				if err := kube.RunCampaigning(ctx, ctl); err != nil {
 					b.log.Error("embedded controller stopped", "err", err)
 				}
 			})
