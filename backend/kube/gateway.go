@@ -358,11 +358,12 @@ func (g *Gateway) Get(ctx context.Context, name string) (*cluster.Cluster, error
 }
 
 // withCredentials returns a copy of e's cluster, with its TLS credentials
-// and token read from its Secret the first time a running cluster is
-// asked for (then kept in the cache for as long as the object lives).
+// and token read from its Secret the first time a running (or stopping:
+// its scheduler still heartbeats) cluster is asked for, then kept in the
+// cache for as long as the object lives.
 func (g *Gateway) withCredentials(ctx context.Context, e *entry) *cluster.Cluster {
 	cp := *e.c
-	if cp.Token != "" || cp.Status != cluster.Running {
+	if cp.Token != "" || (cp.Status != cluster.Running && cp.Status != cluster.Stopping) {
 		return &cp
 	}
 	g.loadCredentials(ctx, &cp)

@@ -71,3 +71,31 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached")
 }
+
+// TestStoppingClusterKeepsItsToken: a replica that first sees a cluster
+// after its stop was requested still reads the cluster's token, so the
+// scheduler's last heartbeats are not refused; and the stop request shows
+// as STOPPING, not as a step back to RUNNING from a stale event.
+func TestStoppingClusterKeepsItsToken(t *testing.T) {
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: secretName("a")},
+		Data: map[string][]byte{"api-token": []byte("tok")}}
+	g := &Gateway{log: slog.New(slog.DiscardHandler), clusters: map[string]*entry{}, waiters: map[string]chan struct{}{},
+		cfg: GatewayConfig{Namespaces: []string{"ns"}, Clients: &Clients{Core: fake.NewClientset(secret)}}}
+	inactive := false
+	stopping := &DaskCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", UID: "u"},
+		Spec: Spec{Username: "alice", Active: &inactive}, Status: Status{Phase: PhaseRunning}}
+	g.store(stopping)
+	c, err := g.Get(context.Background(), "ns.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status != cluster.Stopping || c.Token != "tok" {
+		t.Fatalf("got %v with token %q, want STOPPING with the Secret's token", c.Status, c.Token)
+	}
+	stale := &DaskCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", UID: "u"},
+		Spec: Spec{Username: "alice"}, Status: Status{Phase: PhaseRunning}}
+	g.store(stale)
+	if c, _ := g.Get(context.Background(), "ns.a"); c.Status != cluster.Stopping {
+		t.Fatalf("a stale event turned a stopping cluster into %v", c.Status)
+	}
+}
