@@ -3,8 +3,11 @@
 // (dial, ClientHello, first reply byte), printed side by side. With -soak
 // it instead starts bin/daskgate, opens N connections that never send a
 // byte, and reports when they were closed and the gateway's peak RSS.
+// -split and -pin run the roles as processes (-pin gives the proxy a vCPU
+// of its own); -haproxy adds HAProxy doing the same routing as a reference.
 //
 //	go run ./bench/proxy
+//	go run ./bench/proxy -pin -haproxy
 //	go run ./bench/proxy -soak -bin bin/daskgate -n 5000
 package main
 
@@ -231,12 +234,10 @@ func clientHello(sni string) ([]byte, error) {
 // startHAProxy runs HAProxy as a reference: the same SNI routing in TCP
 // mode, with kernel splicing, one thread (on CPU 1 when pinned).
 func startHAProxy(backend string, pin bool) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := gateway.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	dir, err := os.MkdirTemp("", "bench-haproxy")
 	if err != nil {
 		return "", nil, err

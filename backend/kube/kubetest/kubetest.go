@@ -81,7 +81,7 @@ func StartWith(script string, opt Options) (*Env, error) {
 	}
 	e.stops = append(e.stops, stop)
 	if opt.SchedulerQPS > 0 {
-		stop, err := replaceScheduler(script, dir, opt.SchedulerQPS)
+		stop, err := e.replaceScheduler(script, opt.SchedulerQPS)
 		if err != nil {
 			e.Stop()
 			return nil, err
@@ -93,35 +93,29 @@ func StartWith(script string, opt Options) (*Env, error) {
 
 // replaceScheduler stops kube-testenv's kube-scheduler and starts the same
 // binary with a configuration file that raises its client's QPS.
-func replaceScheduler(script, dir string, qps int) (func(), error) {
+func (e *Env) replaceScheduler(script string, qps int) (func(), error) {
 	env, err := testenvVars(script)
 	if err != nil {
 		return nil, err
 	}
-	pidFile := filepath.Join(dir, "pids", "kube-scheduler.pid")
-	rec, err := os.ReadFile(pidFile)
-	if err != nil {
-		return nil, err
-	}
-	var pid int
-	if _, err := fmt.Sscan(string(rec), &pid); err != nil {
-		return nil, fmt.Errorf("%s: %v", pidFile, err)
+	pid, ok := e.Pids()["kube-scheduler"]
+	if !ok {
+		return nil, fmt.Errorf("kube-testenv recorded no kube-scheduler under %s", e.Dir)
 	}
 	if p, err := os.FindProcess(pid); err == nil {
-		p.Kill()
-		p.Wait()
+		p.Kill() // not our child: kube-testenv launched it
 	}
-	os.Remove(pidFile)
+	os.Remove(filepath.Join(e.Dir, "pids", "kube-scheduler.pid"))
 	conf := fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
 clientConnection: {kubeconfig: %q, qps: %d, burst: %d}
 leaderElection: {leaderElect: false}
-`, filepath.Join(dir, "kubeconfig"), qps, 2*qps)
-	confFile := filepath.Join(dir, "daskgate-scheduler.yaml")
+`, e.Kubeconfig, qps, 2*qps)
+	confFile := filepath.Join(e.Dir, "daskgate-scheduler.yaml")
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return startLogged(dir, "kube-scheduler", env["KUBE_SCHEDULER"], "--config="+confFile, "--secure-port=0")
+	return startLogged(e.Dir, "kube-scheduler", env["KUBE_SCHEDULER"], "--config="+confFile, "--secure-port=0")
 }
 
 // startLogged starts a process with its output in dir/logs/name.log, its

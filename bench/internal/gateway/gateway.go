@@ -32,12 +32,10 @@ func Start(bin, config string) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(config+"\n"), 0o600); err != nil {
 		return nil, err
@@ -100,4 +98,15 @@ func CPUSeconds(pid int) float64 {
 	fmt.Sscan(f[11], &user)
 	fmt.Sscan(f[12], &sys)
 	return (user + sys) / 100
+}
+
+// FreeAddr is a loopback address with a port that was free a moment ago,
+// for a server process the bench starts.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
