@@ -51,9 +51,9 @@ func NewClients(cfg ClientConfig) (*Clients, error) {
 		rc.Impersonate = rest.ImpersonationConfig{UserName: cfg.Impersonate}
 	}
 	// Built-in kinds travel as protobuf, as they do for kube-controller-manager
-	// and kube-scheduler: the API server encodes and decodes them for a fraction
-	// of JSON's CPU, which at a thousand clusters is most of the control plane's
-	// work. DaskClusters are custom resources and stay JSON.
+	// and kube-scheduler: the API server decodes and encodes them for much less
+	// CPU than JSON (docs/benchmarks.md). DaskClusters are custom resources and
+	// stay JSON.
 	pc := rest.CopyConfig(rc)
 	pc.ContentType = runtime.ContentTypeProtobuf
 	pc.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
