@@ -300,6 +300,18 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, u *cluster.U
 		if err != nil {
 			return err
 		}
+		// Only the client's start loop waits. Upstream answers a failed
+		// cluster with 200, and the client raises GatewayClusterError with
+		// a fixed "see logs" message; a 409 raises the same exception with
+		// the reason in it. (A reason field in the cluster object would
+		// break the client, which passes unknown keys to a constructor.)
+		if c.Status == cluster.Failed {
+			reason := c.Reason
+			if reason == "" {
+				reason = "see logs for more information"
+			}
+			return errorf(http.StatusConflict, "Cluster '%s' failed to start: %s", c.Name, reason)
+		}
 	}
 	writeJSON(w, http.StatusOK, toJSON(c))
 	return nil

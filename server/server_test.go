@@ -241,6 +241,17 @@ func TestClusterLifecycleAPI(t *testing.T) {
 		!strings.Contains(body, `"tls_key":"KEY"`) {
 		t.Fatalf("wait = %d %s", code, body)
 	}
+	// A failed cluster's long poll is a 409 naming the reason (the client
+	// raises GatewayClusterError with it); a plain GET still gives the object.
+	failed := a.create("alice")
+	a.be.set(failed, func(c *cluster.Cluster) { c.Status, c.Reason = cluster.Failed, "ImagePullBackOff: no such image" })
+	code, body, _ = a.do("GET", "/api/v1/clusters/"+failed+"?wait", "alice", "")
+	if want := `{"error":"Cluster '` + failed + `' failed to start: ImagePullBackOff: no such image"}`; code != 409 || body != want {
+		t.Fatalf("wait on failed = %d %s", code, body)
+	}
+	if code, body, _ = a.do("GET", "/api/v1/clusters/"+failed, "alice", ""); code != 200 || !strings.Contains(body, `"status":"FAILED"`) || strings.Contains(body, "reason") {
+		t.Fatalf("get failed = %d %s", code, body)
+	}
 	if code, body, _ = a.do("GET", "/api/v1/clusters/?status=running,PENDING", "alice", ""); code != 200 || !strings.Contains(body, name) {
 		t.Fatalf("status filter = %d %s", code, body)
 	}

@@ -436,6 +436,13 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, err
 	}
 	st := dc.Status
+	c.mu.Lock()
+	if w, ok := c.written[key]; ok && w.fromVersion == dc.ResourceVersion {
+		// Our own status write is not in the cache yet: it is the truth. (A
+		// failed cluster whose pod was just deleted must not be restarted.)
+		st = w.status
+	}
+	c.mu.Unlock()
 	switch st.phase() {
 	case PhaseStopped, PhaseFailed:
 		return 0, c.finishWorkers(ctx, dc)
@@ -460,10 +467,14 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if st.phase() == PhaseRunning {
 			return 0, c.fail(ctx, dc, st, "SchedulerDeleted", "the scheduler pod was deleted")
 		}
-		if err := c.createSecret(ctx, dc); err != nil {
-			return 0, err
+		err := c.createSecret(ctx, dc)
+		if err == nil {
+			err = c.createPod(ctx, dc, true)
 		}
-		return c.startTimeout(dc), c.createPod(ctx, dc, true)
+		if err != nil {
+			return c.createFailed(ctx, dc, st, err)
+		}
+		return c.startTimeout(dc), nil
 	}
 	if sched.DeletionTimestamp != nil {
 		return 0, nil // wait for it to go; its delete event brings us back
@@ -507,13 +518,44 @@ func (c *Controller) startTimeout(dc *DaskCluster) time.Duration {
 	return time.Until(dc.CreationTimestamp.Add(c.cfg.StartTimeout))
 }
 
+// configError is a cluster config no pod can be built from.
+type configError struct{ error }
+
+// createFailed handles a refused create of the Secret or the scheduler pod.
+// A config no pod can be built from, or a pod the API server calls invalid
+// (extra pod and container configs are passed through as upstream does, so
+// only the API server validates their insides), fails the cluster at once.
+// Anything else (a quota, an admission webhook, an unreachable API server)
+// is recorded in status and retried with backoff until the start timeout,
+// then fails the cluster. Either way the reason reaches the client.
+func (c *Controller) createFailed(ctx context.Context, dc *DaskCluster, st Status, err error) (time.Duration, error) {
+	const reason = "FailedCreate"
+	msg := err.Error()
+	if errors.As(err, new(configError)) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return 0, c.fail(ctx, dc, st, reason, msg)
+	}
+	if c.startTimeout(dc) <= 0 {
+		return 0, c.fail(ctx, dc, st, reason, fmt.Sprintf("%s (start timeout %s)", msg, c.cfg.StartTimeout))
+	}
+	if st.Reason != reason || st.Message != msg {
+		st.Reason, st.Message = reason, msg
+		if werr := c.writeStatus(ctx, dc, st); werr != nil {
+			return 0, werr
+		}
+	}
+	return 0, err
+}
+
 // fail marks the cluster Failed with a reason the API shows to the user,
 // records an Event, deletes the workers and the Secret, and keeps the
-// scheduler pod for its logs unless configured otherwise.
+// scheduler pod for its logs unless configured otherwise. A scheduler that
+// never ran has no logs to keep: it is deleted, so it stops pulling images
+// and holding a place in the scheduling queue.
 func (c *Controller) fail(ctx context.Context, dc *DaskCluster, st Status, reason, msg string) error {
 	ns, hex := dc.Namespace, dc.Name
 	c.log.Warn("cluster failed", "cluster", PublicName(ns, hex), "reason", reason, "message", msg)
-	if c.cfg.DeleteFailedScheduler {
+	sched, _ := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+	if sched != nil && (c.cfg.DeleteFailedScheduler || !everRan(sched)) {
 		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
 			return err
 		}
@@ -599,6 +641,17 @@ func schedulerFailure(p *corev1.Pod) (reason, msg string, failed bool) {
 	return "", "", false
 }
 
+// everRan reports whether one of the pod's containers has started, so
+// that it may have logs.
+func everRan(p *corev1.Pod) bool {
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running != nil || cs.State.Terminated != nil || cs.LastTerminationState.Terminated != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // waitingReason says why a scheduler pod is not ready yet, if it knows.
 func waitingReason(p *corev1.Pod) (reason, msg string) {
 	for _, cs := range p.Status.ContainerStatuses {
@@ -666,7 +719,7 @@ func (c *Controller) createSecret(ctx context.Context, dc *DaskCluster) error {
 func (c *Controller) createPod(ctx context.Context, dc *DaskCluster, scheduler bool) error {
 	p, err := c.podTemplate(dc, scheduler)
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	if scheduler {
 		p.OwnerReferences = []metav1.OwnerReference{c.owner(dc)}

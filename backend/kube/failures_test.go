@@ -10,6 +10,8 @@ import (
 	"github.com/daskgate/daskgate/backend/kube"
 	"github.com/daskgate/daskgate/cluster"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
@@ -103,10 +105,19 @@ func TestPendingReasonsReachTheClient(t *testing.T) {
 	if dc.Status.Reason != "ImagePullBackOff" || !strings.Contains(dc.Status.Message, "nope:1") {
 		t.Fatalf("status: %+v", dc.Status)
 	}
-	// The scheduler pod is kept for its logs; an Event says why.
-	if _, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{}); err != nil {
-		t.Fatalf("failed scheduler pod was deleted: %v", err)
+	// The client's start loop (GET ?wait) gets a 409 that names the reason,
+	// which the Python client raises as GatewayClusterError(message).
+	var apiErr struct{ Error string }
+	if code := h.call(g, "alice", "GET", "/api/v1/clusters/"+name+"?wait", nil, &apiErr); code != 409 ||
+		!strings.Contains(apiErr.Error, "failed to start: ImagePullBackOff") || !strings.Contains(apiErr.Error, "nope:1") {
+		t.Fatalf("?wait on the failed cluster: %d %q", code, apiErr.Error)
 	}
+	// A scheduler that never ran has no logs: its pod is deleted rather than
+	// left pulling images. An Event says why the cluster failed.
+	waitFor(t, 10*time.Second, "never-run scheduler pod deleted", func() bool {
+		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 	evs, _ := h.admin.Core.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 	found := false
 	for _, e := range evs.Items {
@@ -338,5 +349,86 @@ func (h *harness) stealLease(lease, identity string) {
 	})
 	if err != nil {
 		h.t.Fatal(err)
+	}
+}
+
+// waitError is the status and error a GET ?wait gives, as the client sees it.
+func (h *harness) waitError(g *gatewayReplica, user, name string) (int, string) {
+	h.t.Helper()
+	var out struct{ Error string }
+	code := h.call(g, user, "GET", "/api/v1/clusters/"+name+"?wait", nil, &out)
+	return code, out.Error
+}
+
+// TestSchedulerExitKeepsItsPod: a scheduler that exits with an error fails
+// the cluster with its exit code, and its pod is kept for kubectl logs.
+func TestSchedulerExitKeepsItsPod(t *testing.T) {
+	h := newHarness(t, nil)
+	h.clusterConfig = func(c *cluster.Config) { c.NodeSelector = map[string]string{"daskgate-test/none": "x"} }
+	h.startController("c1")
+	g := h.startGateway()
+	name := h.create(g, "alice", nil)
+	ns, hex, _ := kube.SplitName(name)
+	waitFor(t, 10*time.Second, "scheduler pod", func() bool {
+		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
+		return err == nil
+	})
+	h.setPodStatus(ns, "dask-scheduler-"+hex, func(s *corev1.PodStatus) {
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: 3, Reason: "Error"}}}}
+	})
+	waitFor(t, 10*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	if dc := h.dc(name); dc.Status.Reason != "Error" || dc.Status.Message != "scheduler exited with code 3" {
+		t.Fatalf("status: %+v", dc.Status)
+	}
+	if code, msg := h.waitError(g, "alice", name); code != 409 || !strings.Contains(msg, "failed to start: Error: scheduler exited with code 3") {
+		t.Fatalf("?wait: %d %q", code, msg)
+	}
+	time.Sleep(time.Second) // a wrongful delete would have happened by now
+	if _, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{}); err != nil {
+		t.Fatalf("the failed scheduler's pod was not kept for its logs: %v", err)
+	}
+}
+
+// TestRefusedSchedulerPod: a pod the API server calls invalid (extra pod
+// configs are passed through, so only it validates their insides) fails
+// the cluster at once; a pod refused by a quota is retried, shown as the
+// reason while pending, and fails the cluster at the start timeout.
+func TestRefusedSchedulerPod(t *testing.T) {
+	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 6 * time.Second })
+	h.startController("c1")
+	h.clusterConfig = func(c *cluster.Config) { c.SchedulerExtraPodConfig = map[string]any{"hostname": "Not_A_Hostname"} }
+	bad := h.startGateway()
+	name := h.create(bad, "alice", nil)
+	waitFor(t, 10*time.Second, "FAILED", func() bool { return h.status(bad, "alice", name, false) == "FAILED" })
+	if dc := h.dc(name); dc.Status.Reason != "FailedCreate" || !strings.Contains(dc.Status.Message, "hostname") {
+		t.Fatalf("status: %+v", dc.Status)
+	}
+	if code, msg := h.waitError(bad, "alice", name); code != 409 || !strings.Contains(msg, "FailedCreate") || !strings.Contains(msg, "hostname") {
+		t.Fatalf("?wait: %d %q", code, msg)
+	}
+
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
+	if _, err := h.admin.Core.CoreV1().ResourceQuotas(h.ns).Create(context.Background(), quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.clusterConfig = nil
+	g := h.startGateway()
+	name = h.create(g, "alice", nil)
+	waitFor(t, 10*time.Second, "the quota as the pending reason", func() bool {
+		dc := h.dc(name)
+		return dc.Status.Phase != "Failed" && dc.Status.Reason == "FailedCreate" && strings.Contains(dc.Status.Message, "forbidden")
+	})
+	if st := h.status(g, "alice", name, false); st != "PENDING" {
+		t.Fatalf("while refused: %s", st)
+	}
+	waitFor(t, 30*time.Second, "FAILED at the start timeout", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	if code, msg := h.waitError(g, "alice", name); code != 409 || !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "start timeout") {
+		t.Fatalf("?wait: %d %q", code, msg)
+	}
+	ns, hex, _ := kube.SplitName(name)
+	if _, err := h.admin.Core.CoreV1().Secrets(ns).Get(context.Background(), "dask-credentials-"+hex, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the failed cluster's Secret is still there: %v", err)
 	}
 }

@@ -231,7 +231,6 @@ func (h *harness) create(g *gatewayReplica, user string, options map[string]any)
 type clusterInfo struct {
 	Name   string
 	Status string
-	Reason string `json:"-"`
 }
 
 func (h *harness) status(g *gatewayReplica, user, name string, wait bool) string {
