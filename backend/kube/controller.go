@@ -824,13 +824,16 @@ func (c *Controller) event(ctx context.Context, dc *DaskCluster, typ, reason, ms
 	}
 }
 
-// expectationsMet reports whether earlier creates/deletes have all been
-// observed (or have expired).
-func (c *Controller) expectationsMet(key string) bool {
+// expectationsLeft is how long earlier creates/deletes may still take to
+// be observed before they expire; zero when all have been (or expired).
+func (c *Controller) expectationsLeft(key string) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.exp[key]
-	return e == nil || (e.adds <= 0 && e.dels <= 0) || time.Since(e.at) > c.cfg.ExpectationsTimeout
+	if e == nil || (e.adds <= 0 && e.dels <= 0) {
+		return 0
+	}
+	return max(c.cfg.ExpectationsTimeout-time.Since(e.at), 0)
 }
 
 func (c *Controller) expect(key string, adds, dels int) {
@@ -870,8 +873,10 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 			}
 		}
 	}
-	if !c.expectationsMet(key) {
-		return unscheduled, recheck, nil
+	if left := c.expectationsLeft(key); left > 0 {
+		// Their watch events bring the cluster back; so does this recheck,
+		// should an event never come.
+		return unscheduled, left + time.Second, nil
 	}
 	delta := int(dc.Spec.replicas()) - len(live)
 	var doomed []*corev1.Pod
@@ -887,8 +892,15 @@ func (c *Controller) scale(ctx context.Context, dc *DaskCluster, sched *corev1.P
 		doomed = append(doomed, pending[:min(-delta, len(pending))]...)
 	}
 	c.expect(key, max(delta, 0), len(doomed))
-	for _, p := range doomed {
+	for i, p := range doomed {
 		if err := c.deletePod(ctx, dc.Namespace, p.Name); err != nil {
+			c.mu.Lock()
+			if e := c.exp[key]; e != nil {
+				// These deletes, and the creates after them, were never issued.
+				e.dels -= len(doomed) - i
+				e.adds -= max(delta, 0)
+			}
+			c.mu.Unlock()
 			return unscheduled, recheck, err
 		}
 	}

@@ -178,7 +178,8 @@ func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 		default: // full: Get reads them on demand
 		}
 	}
-	g.mu.Unlock()
+	// Routes change under the same lock as the entry, so a watch event and a
+	// read-through of one cluster cannot apply them in the wrong order.
 	if g.cfg.Routes != nil {
 		if c.Status == cluster.Running && c.SchedulerAddress != "" {
 			g.cfg.Routes.SetCluster(name, c.SchedulerAddress, c.DashboardAddress)
@@ -186,6 +187,7 @@ func (g *Gateway) store(dc *DaskCluster) *cluster.Cluster {
 			g.cfg.Routes.RemoveCluster(name)
 		}
 	}
+	g.mu.Unlock()
 	return c
 }
 
@@ -231,10 +233,10 @@ func (g *Gateway) forget(name string) {
 	g.mu.Lock()
 	delete(g.clusters, name)
 	g.wake(name)
-	g.mu.Unlock()
 	if g.cfg.Routes != nil {
 		g.cfg.Routes.RemoveCluster(name)
 	}
+	g.mu.Unlock()
 }
 
 func (g *Gateway) loadCredentials(ctx context.Context, c *cluster.Cluster) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/daskgate/daskgate/backend/kube"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -126,4 +127,54 @@ func TestLifecycle(t *testing.T) {
 	// Cleanup: the finished DaskCluster is deleted after CompletedMaxAge.
 	waitFor(t, 20*time.Second, "DaskCluster cleaned up", func() bool { return h.dc(name) == nil })
 	waitFor(t, 10*time.Second, "the gateway forgets it (404)", func() bool { return h.status(g, "alice", name, false) == "HTTP 404" })
+}
+
+// TestDeletingTheDaskClusterDeletesItsObjects: owner references let
+// Kubernetes' garbage collector take a running cluster's Secret, scheduler
+// pod, Service and workers when its DaskCluster is deleted (kubectl delete
+// dc), and the gateway forgets the cluster and its routes.
+func TestDeletingTheDaskClusterDeletesItsObjects(t *testing.T) {
+	h := newHarness(t, nil)
+	h.startController("c1")
+	g := h.startGateway()
+	ctx := context.Background()
+	name := h.create(g, "alice", nil)
+	ns, hex, _ := kube.SplitName(name)
+	if st := h.status(g, "alice", name, true); st != "RUNNING" {
+		t.Fatalf("after ?wait: %s", st)
+	}
+	if code := h.heartbeat(g, name, 1); code != 200 {
+		t.Fatalf("heartbeat: %d", code)
+	}
+	h.waitWorkers(name, 1, 30*time.Second)
+	sec, err := h.admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := h.admin.Core.CoreV1().Services(ns).Get(ctx, "dask-"+hex, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own := sec.OwnerReferences; len(own) != 1 || own[0].Kind != "DaskCluster" || own[0].Name != hex {
+		t.Fatalf("secret owner: %+v", own)
+	}
+	if own := svc.OwnerReferences; len(own) != 1 || own[0].Kind != "Pod" || own[0].Name != "dask-scheduler-"+hex {
+		t.Fatalf("service owner: %+v", own)
+	}
+
+	// The collector learns of a new CRD's kind at its next discovery pass
+	// (every 30 s), hence the long wait on a fresh control plane.
+	if err := h.admin.Dynamic.Resource(kube.GVR).Namespace(ns).Delete(ctx, hex, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 120*time.Second, "Secret, scheduler pod, Service and workers collected", func() bool {
+		_, e1 := h.admin.Core.CoreV1().Pods(ns).Get(ctx, "dask-scheduler-"+hex, metav1.GetOptions{})
+		_, e2 := h.admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
+		_, e3 := h.admin.Core.CoreV1().Services(ns).Get(ctx, "dask-"+hex, metav1.GetOptions{})
+		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3) && len(h.workerPods(name)) == 0
+	})
+	waitFor(t, 10*time.Second, "the gateway forgets it (404)", func() bool { return h.status(g, "alice", name, false) == "HTTP 404" })
+	if _, ok := g.routes.Lookup(name); ok {
+		t.Fatal("route kept after the DaskCluster was deleted")
+	}
 }
