@@ -451,11 +451,10 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 	if err != nil {
 		return err
 	}
-	n := int64(max(hb.Count, 0))
+	n := min(int64(max(hb.Count, 0)), defaultMaxWorkers)
 	if m, ok := e.c.Config.MaxWorkers(); ok {
-		n = min(n, int64(m))
+		n = min(int64(max(hb.Count, 0)), int64(m))
 	}
-	n = min(n, maxWorkersPerCluster)
 	if n == e.replicas || e.c.Status.Finished() {
 		return nil
 	}
@@ -466,8 +465,10 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 	return err
 }
 
-// maxWorkersPerCluster bounds spec.replicas whatever a scheduler asks.
-const maxWorkersPerCluster = 1000
+// defaultMaxWorkers bounds spec.replicas when no cluster limit is set, so a
+// scheduler's token alone cannot have the controller create pods without
+// end; setting cluster_max_workers (or max_cores/max_memory) replaces it.
+const defaultMaxWorkers = 1000
 
 func (g *Gateway) patchSpec(ctx context.Context, name string, spec map[string]any) error {
 	ns, hex, _ := SplitName(name)

@@ -9,7 +9,11 @@ import (
 	"github.com/daskgate/daskgate/cluster"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -97,5 +101,56 @@ func TestStoppingClusterKeepsItsToken(t *testing.T) {
 	g.store(stale)
 	if c, _ := g.Get(context.Background(), "ns.a"); c.Status != cluster.Stopping {
 		t.Fatalf("a stale event turned a stopping cluster into %v", c.Status)
+	}
+}
+
+// TestHeartbeatClampsReplicas: spec.replicas never exceeds the cluster's
+// limit, nor 1,000 when it has none; an unchanged count costs no write.
+func TestHeartbeatClampsReplicas(t *testing.T) {
+	limited := &DaskCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", UID: "uid-a"},
+		Spec: Spec{Username: "alice", Config: map[string]any{"cluster_max_workers": 3}}, Status: Status{Phase: PhaseRunning}}
+	open := &DaskCluster{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "b", UID: "uid-b"},
+		Spec: Spec{Username: "alice"}, Status: Status{Phase: PhaseRunning}}
+	var objs []runtime.Object
+	for _, dc := range []*DaskCluster{limited, open} {
+		u, err := toUnstructured(dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.SetAPIVersion(Group + "/" + Version)
+		u.SetKind(Kind)
+		objs = append(objs, u)
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{GVR: Kind + "List"}, objs...)
+	g := &Gateway{log: slog.New(slog.DiscardHandler), clusters: map[string]*entry{}, waiters: map[string]chan struct{}{},
+		cfg: GatewayConfig{Namespaces: []string{"ns"}, Clients: &Clients{Dynamic: dyn}}}
+	g.store(limited)
+	g.store(open)
+	replicas := func(hex string) int64 {
+		u, err := dyn.Resource(GVR).Namespace("ns").Get(context.Background(), hex, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		count int
+		want  int64
+	}{{"ns.a", 10, 3}, {"ns.a", 2, 2}, {"ns.b", 5000, 1000}, {"ns.b", -4, 0}} {
+		if err := g.Heartbeat(context.Background(), tc.name, cluster.Heartbeat{Count: tc.count}); err != nil {
+			t.Fatal(err)
+		}
+		if got := replicas(tc.name[3:]); got != tc.want {
+			t.Errorf("heartbeat %d on %s: spec.replicas %d, want %d", tc.count, tc.name, got, tc.want)
+		}
+	}
+	writes := len(dyn.Actions())
+	if err := g.Heartbeat(context.Background(), "ns.a", cluster.Heartbeat{Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if len(dyn.Actions()) != writes {
+		t.Errorf("an unchanged count was written again: %v", dyn.Actions()[writes:])
 	}
 }
