@@ -207,6 +207,13 @@ func TestBadConfigIsA422(t *testing.T) {
 		!strings.Contains(out.Error, "node_selector") {
 		t.Fatalf("%d %q", code, out.Error)
 	}
+	// A namespace outside backend.kubernetes.namespaces is refused too.
+	h.clusterConfig = func(c *cluster.Config) { c.Namespace = "elsewhere" }
+	g = h.startGateway()
+	if code := h.call(g, "alice", "POST", "/api/v1/clusters/", map[string]any{"cluster_options": map[string]any{}}, &out); code != 422 ||
+		!strings.Contains(out.Error, "namespace") || !strings.Contains(out.Error, "elsewhere") {
+		t.Fatalf("%d %q", code, out.Error)
+	}
 	l, _ := h.admin.Dynamic.Resource(kube.GVR).Namespace(h.ns).List(context.Background(), metav1.ListOptions{})
 	if len(l.Items) != 0 {
 		t.Fatalf("%d objects written", len(l.Items))

@@ -38,6 +38,15 @@ type harness struct {
 	gateways []*gatewayReplica
 	// clusterConfig adjusts the admin cluster config of gateways started next.
 	clusterConfig func(*cluster.Config)
+	// adapts receives each adapt message the fake scheduler accepts, with
+	// the service host it was sent to.
+	adapts chan adaptMsg
+}
+
+type adaptMsg struct {
+	Host             string
+	Minimum, Maximum *int
+	Active           bool
 }
 
 type gatewayReplica struct {
@@ -49,7 +58,7 @@ type gatewayReplica struct {
 
 func newHarness(t *testing.T, mod func(*kube.ControllerConfig)) *harness {
 	admin := requireKube(t)
-	h := &harness{t: t, admin: admin, instance: "dg-" + randomSuffix()}
+	h := &harness{t: t, admin: admin, instance: "dg-" + randomSuffix(), adapts: make(chan adaptMsg, 4)}
 	h.ns = newNamespace(t, admin)
 	h.sched = httptest.NewServer(http.HandlerFunc(h.fakeScheduler))
 	t.Cleanup(h.sched.Close)
@@ -154,8 +163,10 @@ func (h *harness) fakeScheduler(w http.ResponseWriter, r *http.Request) {
 	host, _, _ := net.SplitHostPort(r.Host)
 	hex, ns, _ := strings.Cut(strings.TrimPrefix(host, "dask-"), ".")
 	var msg struct {
-		Op    string `json:"op"`
-		Count int    `json:"count"`
+		Op               string `json:"op"`
+		Count            int    `json:"count"`
+		Minimum, Maximum *int
+		Active           bool
 	}
 	json.NewDecoder(r.Body).Decode(&msg)
 	token := h.token(ns, hex)
@@ -164,8 +175,14 @@ func (h *harness) fakeScheduler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
-	if msg.Op == "scale" {
+	switch msg.Op {
+	case "scale":
 		go h.heartbeat(h.gateways[len(h.gateways)-1], kube.PublicName(ns, hex), msg.Count)
+	case "adapt":
+		select {
+		case h.adapts <- adaptMsg{Host: host, Minimum: msg.Minimum, Maximum: msg.Maximum, Active: msg.Active}:
+		default:
+		}
 	}
 }
 

@@ -90,6 +90,19 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("worker owner: %+v", own)
 	}
 
+	// Adapt goes to the same scheduler API, with the cluster's token.
+	if code := h.call(g, "alice", "POST", "/api/v1/clusters/"+name+"/adapt", map[string]any{"minimum": 1, "maximum": 2, "active": true}, nil); code != 200 {
+		t.Fatalf("adapt: %d", code)
+	}
+	select {
+	case m := <-h.adapts:
+		if m.Host != "dask-"+hex+"."+ns || m.Minimum == nil || *m.Minimum != 1 || m.Maximum == nil || *m.Maximum != 2 || !m.Active {
+			t.Fatalf("adapt reached the scheduler as %+v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("adapt never reached the scheduler")
+	}
+
 	// Retire one: the scheduler lowers the count, the worker exits 0, its
 	// pod succeeds and is deleted; the running one is never touched.
 	if code := h.heartbeat(g, name, 1); code != 200 {
