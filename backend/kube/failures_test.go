@@ -367,16 +367,16 @@ func (h *harness) waitError(g *gatewayReplica, user, name string) (int, string) 
 	return code, out.Error
 }
 
-// TestSchedulerExitKeepsItsPod: a scheduler that exits with an error fails
-// the cluster with its exit code, and its pod is kept for kubectl logs.
-func TestSchedulerExitKeepsItsPod(t *testing.T) {
-	h := newHarness(t, nil)
+// exitScheduler starts a cluster whose scheduler exits with code 3 before
+// it is ready, and waits until the cluster is FAILED.
+func (h *harness) exitScheduler() (g *gatewayReplica, name string) {
+	h.t.Helper()
 	h.clusterConfig = func(c *cluster.Config) { c.NodeSelector = map[string]string{"daskgate-test/none": "x"} }
 	h.startController("c1")
-	g := h.startGateway()
-	name := h.create(g, "alice", nil)
+	g = h.startGateway()
+	name = h.create(g, "alice", nil)
 	ns, hex, _ := kube.SplitName(name)
-	waitFor(t, 10*time.Second, "scheduler pod", func() bool {
+	waitFor(h.t, 10*time.Second, "scheduler pod", func() bool {
 		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
 		return err == nil
 	})
@@ -384,7 +384,16 @@ func TestSchedulerExitKeepsItsPod(t *testing.T) {
 		s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: 3, Reason: "Error"}}}}
 	})
-	waitFor(t, 10*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	waitFor(h.t, 10*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	return g, name
+}
+
+// TestSchedulerExitKeepsItsPod: a scheduler that exits with an error fails
+// the cluster with its exit code, and its pod is kept for kubectl logs.
+func TestSchedulerExitKeepsItsPod(t *testing.T) {
+	h := newHarness(t, nil)
+	g, name := h.exitScheduler()
+	ns, hex, _ := kube.SplitName(name)
 	if dc := h.dc(name); dc.Status.Reason != "Error" || dc.Status.Message != "scheduler exited with code 3" {
 		t.Fatalf("status: %+v", dc.Status)
 	}
@@ -395,6 +404,18 @@ func TestSchedulerExitKeepsItsPod(t *testing.T) {
 	if _, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{}); err != nil {
 		t.Fatalf("the failed scheduler's pod was not kept for its logs: %v", err)
 	}
+}
+
+// TestDeleteFailedScheduler: with delete_failed_scheduler the pod of a
+// failed scheduler goes at once, as upstream does.
+func TestDeleteFailedScheduler(t *testing.T) {
+	h := newHarness(t, func(c *kube.ControllerConfig) { c.DeleteFailedScheduler = true })
+	_, name := h.exitScheduler()
+	ns, hex, _ := kube.SplitName(name)
+	waitFor(t, 10*time.Second, "failed scheduler pod deleted", func() bool {
+		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
 }
 
 // TestRefusedSchedulerPod: a pod the API server calls invalid (extra pod
