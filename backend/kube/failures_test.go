@@ -91,15 +91,10 @@ func TestPendingReasonsReachTheClient(t *testing.T) {
 	if st := h.status(g, "alice", name, false); st != "PENDING" {
 		t.Fatalf("while unschedulable: %s", st)
 	}
-	p, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
-		Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`}}}}
-	if _, err := h.admin.Core.CoreV1().Pods(ns).UpdateStatus(context.Background(), p, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	h.setPodStatus(ns, "dask-scheduler-"+hex, func(s *corev1.PodStatus) {
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
+			Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`}}}}
+	})
 	waitFor(t, 15*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
 	dc := h.dc(name)
 	if dc.Status.Reason != "ImagePullBackOff" || !strings.Contains(dc.Status.Message, "nope:1") {

@@ -21,6 +21,7 @@ import (
 	"github.com/daskgate/daskgate/server"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 )
 
 // harness is one namespace with a controller and gateway replicas (each
@@ -314,12 +315,17 @@ func (h *harness) waitWorkers(name string, n int, timeout time.Duration) []corev
 func (h *harness) setPodStatus(ns, name string, mutate func(*corev1.PodStatus)) {
 	h.t.Helper()
 	ctx := context.Background()
-	p, err := h.admin.Core.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	// kube-scheduler or kwok may write the status meanwhile: retry on conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := h.admin.Core.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		mutate(&p.Status)
+		_, err = h.admin.Core.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		h.t.Fatal(err)
-	}
-	mutate(&p.Status)
-	if _, err := h.admin.Core.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		h.t.Fatal(err)
 	}
 }
