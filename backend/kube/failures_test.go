@@ -253,6 +253,36 @@ func TestAdoptsUpstreamObject(t *testing.T) {
 	if c.Options["worker_cores"] != float64(2) {
 		t.Fatalf("options: %v", c.Options)
 	}
+
+	// The controller adopts it: upstream's scheduler pod is kept (not
+	// recreated, not failed) and the missing workers are created under it.
+	sched := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "dask-scheduler-" + hex, Namespace: h.ns,
+		Labels:          map[string]string{kube.LabelInstance: h.instance, kube.LabelCluster: hex, kube.LabelComponent: kube.ComponentScheduler},
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "gateway.dask.org/v1alpha1", Kind: "DaskCluster", Name: hex, UID: created.GetUID()}}},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{Name: "dask-scheduler", Image: "ghcr.io/dask/dask-gateway:2026.3.0"}}}}
+	sched, err = h.admin.Core.CoreV1().Pods(h.ns).Create(ctx, sched, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "upstream's scheduler pod running", func() bool {
+		p, err := h.admin.Core.CoreV1().Pods(h.ns).Get(ctx, sched.Name, metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning
+	})
+	h.startController("c1")
+	workers := h.waitWorkers(name, 3, 30*time.Second)
+	for _, w := range workers {
+		if own := w.OwnerReferences; len(own) != 1 || own[0].UID != sched.UID {
+			t.Fatalf("worker %s owned by %+v, not upstream's scheduler pod", w.Name, own)
+		}
+	}
+	p, err := h.admin.Core.CoreV1().Pods(h.ns).Get(ctx, sched.Name, metav1.GetOptions{})
+	if err != nil || p.UID != sched.UID {
+		t.Fatalf("upstream's scheduler pod was replaced: %v", err)
+	}
+	if dc := h.dc(name); dc.Status.Phase != "Running" {
+		t.Fatalf("adopted cluster: %+v", dc.Status)
+	}
 }
 
 // TestUnscheduledWorkersAreCountedAndScaledDownFirst: workers no node can
