@@ -485,3 +485,39 @@ func TestRefusedSchedulerPod(t *testing.T) {
 		t.Fatalf("the failed cluster's Secret is still there: %v", err)
 	}
 }
+
+// TestControllerRestartedMidReconcile: a lone controller stopped as soon
+// as its work is partly done (the Secret written but maybe not the pod; a
+// scale-up of 6 with some workers created) leaves state that a fresh
+// controller completes without duplicating anything.
+func TestControllerRestartedMidReconcile(t *testing.T) {
+	h := newHarness(t, nil)
+	g := h.startGateway()
+	ctx := context.Background()
+	name := h.create(g, "alice", nil)
+	ns, hex, _ := kube.SplitName(name)
+	stop := h.startController("first")
+	waitFor(t, 20*time.Second, "the Secret written", func() bool {
+		_, err := h.admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
+		return err == nil
+	})
+	stop()
+	stop = h.startController("second")
+	if st := h.status(g, "alice", name, true); st != "RUNNING" {
+		t.Fatalf("after the restart: %s", st)
+	}
+	h.heartbeat(g, name, 6)
+	waitFor(t, 30*time.Second, "some workers created", func() bool { return len(h.workerPods(name)) > 0 })
+	stop()
+	h.startController("third")
+	h.waitWorkers(name, 6, 30*time.Second)
+	time.Sleep(time.Second) // a duplicate create would show by now
+	if n := len(h.workerPods(name)); n != 6 {
+		t.Fatalf("%d workers after the restarts, want 6", n)
+	}
+	sched, _ := h.admin.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{
+		LabelSelector: kube.LabelCluster + "=" + hex + "," + kube.LabelComponent + "=" + kube.ComponentScheduler})
+	if len(sched.Items) != 1 {
+		t.Fatalf("%d scheduler pods", len(sched.Items))
+	}
+}
