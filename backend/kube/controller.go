@@ -447,7 +447,17 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	case PhaseStopped, PhaseFailed:
 		return 0, c.finishWorkers(ctx, dc)
 	}
-	if !dc.Spec.active() {
+	sched, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+	if apierrors.IsNotFound(err) {
+		sched = nil
+	} else if err != nil {
+		return 0, err
+	}
+	// A running scheduler that exits 0 shut itself down (its idle timeout,
+	// after telling the gateway), which may reach us before spec.active
+	// does: that is a stop, not a failure.
+	cleanExit := sched != nil && sched.Status.Phase == corev1.PodSucceeded && st.phase() == PhaseRunning
+	if !dc.Spec.active() || cleanExit {
 		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
 			return 0, err
 		}
@@ -456,12 +466,6 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 		st.Phase, st.CompletionTime, st.Unscheduled = PhaseStopped, now(), 0
 		return 0, c.writeStatus(ctx, dc, st)
-	}
-	sched, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
-	if apierrors.IsNotFound(err) {
-		sched = nil
-	} else if err != nil {
-		return 0, err
 	}
 	if sched == nil {
 		if st.phase() == PhaseRunning {

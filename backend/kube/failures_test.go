@@ -521,3 +521,27 @@ func TestControllerRestartedMidReconcile(t *testing.T) {
 		t.Fatalf("%d scheduler pods", len(sched.Items))
 	}
 }
+
+// TestSchedulerCleanExitStops: a running scheduler that exits 0 (its idle
+// timeout) stops the cluster even when its DELETE to the gateway has not
+// arrived: STOPPED, not FAILED, and its pod and Secret go.
+func TestSchedulerCleanExitStops(t *testing.T) {
+	h := newHarness(t, nil)
+	h.startController("c1")
+	g := h.startGateway()
+	name, ns, hex := running(t, h, g)
+	h.setPodStatus(ns, "dask-scheduler-"+hex, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodSucceeded
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
+	})
+	waitFor(t, 10*time.Second, "STOPPED", func() bool { return h.status(g, "alice", name, false) == "STOPPED" })
+	waitFor(t, 20*time.Second, "scheduler pod and Secret deleted", func() bool {
+		_, e1 := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
+		_, e2 := h.admin.Core.CoreV1().Secrets(ns).Get(context.Background(), "dask-credentials-"+hex, metav1.GetOptions{})
+		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2)
+	})
+	if dc := h.dc(name); dc.Status.Phase != "Stopped" || dc.Status.Reason != "" {
+		t.Fatalf("status: %+v", dc.Status)
+	}
+}
