@@ -182,6 +182,26 @@ func TestTableReplace(t *testing.T) {
 	}
 }
 
+// TestTableSkipsNoOps: an update that changes no route copies nothing.
+func TestTableSkipsNoOps(t *testing.T) {
+	table := NewTable()
+	table.SetCluster("a", "tls://a:1", "http://a:2")
+	before := table.routes.Load()
+	table.SetCluster("a", "tls://a:1", "http://a:2")
+	table.RemoveCluster("missing")
+	if table.routes.Load() != before {
+		t.Fatal("a no-op update replaced the table")
+	}
+	table.SetCluster("a", "tls://a:9", "http://a:2")
+	if r, _ := table.Lookup("a"); r.Scheduler != "a:9" || table.routes.Load() == before {
+		t.Fatalf("a changed route was not applied: %+v", r)
+	}
+	table.RemoveCluster("a")
+	if _, ok := table.Lookup("a"); ok {
+		t.Fatal("route kept after RemoveCluster")
+	}
+}
+
 func TestDashboardAuthorization(t *testing.T) {
 	f := newFixture(t, "", func(c *Config) {
 		c.AuthorizeDashboard = func(r *http.Request, name string) (bool, int, string) {

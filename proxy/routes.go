@@ -34,20 +34,28 @@ func NewTable() *Table {
 // SetCluster adds or replaces a cluster's routes. scheduler may carry a
 // tls:// prefix, which is dropped.
 func (t *Table) SetCluster(name, scheduler, dashboard string) {
-	t.update(func(m map[string]Route) {
-		m[name] = Route{Scheduler: strings.TrimPrefix(scheduler, "tls://"), Dashboard: dashboard}
-	})
+	r := Route{Scheduler: strings.TrimPrefix(scheduler, "tls://"), Dashboard: dashboard}
+	t.update(name, func(old Route, ok bool) bool { return !ok || old != r },
+		func(m map[string]Route) { m[name] = r })
 }
 
 // RemoveCluster drops a cluster's routes.
 func (t *Table) RemoveCluster(name string) {
-	t.update(func(m map[string]Route) { delete(m, name) })
+	t.update(name, func(_ Route, ok bool) bool { return ok },
+		func(m map[string]Route) { delete(m, name) })
 }
 
-func (t *Table) update(fn func(map[string]Route)) {
+// update applies fn to a copy of the table, unless changes says that
+// name's current route needs none (most watch events change no route, and
+// a copy costs the whole table).
+func (t *Table) update(name string, changes func(Route, bool) bool, fn func(map[string]Route)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := maps.Clone(*t.routes.Load())
+	cur := *t.routes.Load()
+	if old, ok := cur[name]; !changes(old, ok) {
+		return
+	}
+	m := maps.Clone(cur)
 	fn(m)
 	t.routes.Store(&m)
 }

@@ -118,6 +118,7 @@ type Controller struct {
 	exp          map[string]*expectation
 	finishedSeen map[types.UID]time.Time
 	written      map[string]writtenStatus // last status written, per cluster key
+	cleaned      map[string]bool          // finished clusters cleaned up by this controller
 }
 
 // writtenStatus remembers a status write so a stale cache read (the watch
@@ -145,7 +146,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(50), 300)},
 	)
 	c := &Controller{cfg: cfg, log: cfg.Logger, exp: map[string]*expectation{}, nsIndex: map[string]int{},
-		finishedSeen: map[types.UID]time.Time{}, written: map[string]writtenStatus{},
+		finishedSeen: map[types.UID]time.Time{}, written: map[string]writtenStatus{}, cleaned: map[string]bool{},
 		build: builder{instance: cfg.Instance, apiURL: cfg.APIURL, labels: cfg.Labels, annotations: cfg.Annotations},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "daskclusters"})}
 	selector := LabelInstance + "=" + cfg.Instance
@@ -181,6 +182,7 @@ func NewController(cfg ControllerConfig) (*Controller, error) {
 					c.mu.Lock()
 					delete(c.exp, key)
 					delete(c.written, key)
+					delete(c.cleaned, key)
 					c.mu.Unlock()
 				}
 			},
@@ -403,6 +405,9 @@ func (c *Controller) next(ctx context.Context) bool {
 	case err != nil && ctx.Err() == nil:
 		c.log.Warn("reconcile failed; retrying with backoff", "cluster", key, "err", err)
 		c.queue.AddRateLimited(key)
+		if after > 0 {
+			c.queue.AddAfter(key, after) // a deadline the backoff must not overshoot
+		}
 	case err == nil:
 		c.queue.Forget(key)
 		if after > 0 {
@@ -437,15 +442,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	st := dc.Status
 	c.mu.Lock()
-	if w, ok := c.written[key]; ok && w.fromVersion == dc.ResourceVersion {
-		// Our own status write is not in the cache yet: it is the truth. (A
-		// failed cluster whose pod was just deleted must not be restarted.)
+	if w, ok := c.written[key]; ok && (w.fromVersion == dc.ResourceVersion || w.status.Phase == PhaseStopped || w.status.Phase == PhaseFailed) {
+		// Our own status write is not in the cache yet: it is the truth. A
+		// finished status never goes back, whatever spec writes came
+		// between (a finished cluster must never be restarted).
 		st = w.status
 	}
 	c.mu.Unlock()
 	switch st.phase() {
 	case PhaseStopped, PhaseFailed:
-		return 0, c.finishWorkers(ctx, dc)
+		return 0, c.finish(ctx, dc, st)
 	}
 	sched, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
 	if apierrors.IsNotFound(err) {
@@ -456,16 +462,15 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	// A running scheduler that exits 0 shut itself down (its idle timeout,
 	// after telling the gateway), which may reach us before spec.active
 	// does: that is a stop, not a failure.
-	cleanExit := sched != nil && sched.Status.Phase == corev1.PodSucceeded && st.phase() == PhaseRunning
+	// (A deleted scheduler exits 0 on SIGTERM too: that is SchedulerDeleted.)
+	cleanExit := sched != nil && sched.DeletionTimestamp == nil && sched.Status.Phase == corev1.PodSucceeded &&
+		st.phase() == PhaseRunning
 	if !dc.Spec.active() || cleanExit {
-		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
-			return 0, err
-		}
-		if err := c.deleteSecret(ctx, ns, hex); err != nil {
-			return 0, err
-		}
 		st.Phase, st.CompletionTime, st.Unscheduled = PhaseStopped, now(), 0
-		return 0, c.writeStatus(ctx, dc, st)
+		if err := c.writeStatus(ctx, dc, st); err != nil {
+			return 0, err
+		}
+		return 0, c.finish(ctx, dc, st)
 	}
 	if sched == nil {
 		if st.phase() == PhaseRunning {
@@ -547,30 +552,51 @@ func (c *Controller) createFailed(ctx context.Context, dc *DaskCluster, st Statu
 			return 0, werr
 		}
 	}
-	return 0, err
+	return c.startTimeout(dc), err // retried with backoff, and at the start timeout
 }
 
 // fail marks the cluster Failed with a reason the API shows to the user,
-// records an Event, deletes the workers and the Secret, and keeps the
-// scheduler pod for its logs unless configured otherwise. A scheduler that
-// never ran has no logs to keep: it is deleted, so it stops pulling images
-// and holding a place in the scheduling queue.
+// records an Event, then cleans up (finish). The status is written first:
+// should a delete fail, the next pass finds the cluster finished and
+// cleans up again, never restarting it.
 func (c *Controller) fail(ctx context.Context, dc *DaskCluster, st Status, reason, msg string) error {
-	ns, hex := dc.Namespace, dc.Name
-	c.log.Warn("cluster failed", "cluster", PublicName(ns, hex), "reason", reason, "message", msg)
-	sched, _ := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
-	if sched != nil && (c.cfg.DeleteFailedScheduler || !everRan(sched)) {
-		if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
-			return err
-		}
-	}
-	if err := c.deleteSecret(ctx, ns, hex); err != nil {
-		return err
-	}
+	c.log.Warn("cluster failed", "cluster", PublicName(dc.Namespace, dc.Name), "reason", reason, "message", msg)
 	st.Phase, st.CompletionTime, st.Reason, st.Message, st.Unscheduled = PhaseFailed, now(), reason, msg, 0
-	c.event(ctx, dc, corev1.EventTypeWarning, reason, msg)
 	if err := c.writeStatus(ctx, dc, st); err != nil {
 		return err
+	}
+	c.event(ctx, dc, corev1.EventTypeWarning, reason, msg)
+	return c.finish(ctx, dc, st)
+}
+
+// finish cleans up after a finished cluster, once per controller: the
+// Secret goes; the scheduler pod goes too (garbage collection takes the
+// Service and the workers), except that a failed scheduler that ran is
+// kept for its logs unless configured otherwise; a scheduler that never
+// ran has no logs, and is deleted so it stops pulling images and holding
+// a place in the scheduling queue. Worker pods are deleted on every pass
+// (a kept scheduler pod would otherwise keep them alive as their owner).
+func (c *Controller) finish(ctx context.Context, dc *DaskCluster, st Status) error {
+	ns, hex := dc.Namespace, dc.Name
+	key := ns + "/" + hex
+	c.mu.Lock()
+	done := c.cleaned[key]
+	c.mu.Unlock()
+	if !done {
+		// (Deleted by name even when the cache has not seen it yet.)
+		sched, _ := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+		keep := st.phase() == PhaseFailed && !c.cfg.DeleteFailedScheduler && sched != nil && everRan(sched)
+		if !keep {
+			if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
+				return err
+			}
+		}
+		if err := c.deleteSecret(ctx, ns, hex); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.cleaned[key] = true
+		c.mu.Unlock()
 	}
 	return c.finishWorkers(ctx, dc)
 }

@@ -35,7 +35,7 @@ func TestSchedulerPodDeletedFailsCluster(t *testing.T) {
 	if err := h.admin.Core.CoreV1().Pods(ns).Delete(context.Background(), "dask-scheduler-"+hex, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	waitFor(t, 30*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
 	if dc := h.dc(name); dc.Status.Reason != "SchedulerDeleted" || dc.Status.CompletionTime == "" {
 		t.Fatalf("status: %+v", dc.Status)
 	}
@@ -78,7 +78,7 @@ func TestFailedWorkerIsReplaced(t *testing.T) {
 // reports. (The pod is pinned to a node that does not exist so that kwok
 // leaves its status to the test.)
 func TestPendingReasonsReachTheClient(t *testing.T) {
-	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 6 * time.Second })
+	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 15 * time.Second })
 	h.clusterConfig = func(c *cluster.Config) { c.NodeSelector = map[string]string{"daskgate-test/none": "x"} }
 	h.startController("c1")
 	g := h.startGateway()
@@ -95,7 +95,7 @@ func TestPendingReasonsReachTheClient(t *testing.T) {
 		s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-scheduler", State: corev1.ContainerState{
 			Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: `Back-off pulling image "nope:1"`}}}}
 	})
-	waitFor(t, 15*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	waitFor(t, 30*time.Second, "FAILED", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
 	dc := h.dc(name)
 	if dc.Status.Reason != "ImagePullBackOff" || !strings.Contains(dc.Status.Message, "nope:1") {
 		t.Fatalf("status: %+v", dc.Status)
@@ -448,7 +448,7 @@ func TestDeleteFailedScheduler(t *testing.T) {
 // the cluster at once; a pod refused by a quota is retried, shown as the
 // reason while pending, and fails the cluster at the start timeout.
 func TestRefusedSchedulerPod(t *testing.T) {
-	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 6 * time.Second })
+	h := newHarness(t, func(c *kube.ControllerConfig) { c.StartTimeout = 15 * time.Second })
 	h.startController("c1")
 	h.clusterConfig = func(c *cluster.Config) { c.SchedulerExtraPodConfig = map[string]any{"hostname": "Not_A_Hostname"} }
 	bad := h.startGateway()
@@ -476,7 +476,7 @@ func TestRefusedSchedulerPod(t *testing.T) {
 	if st := h.status(g, "alice", name, false); st != "PENDING" {
 		t.Fatalf("while refused: %s", st)
 	}
-	waitFor(t, 30*time.Second, "FAILED at the start timeout", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
+	waitFor(t, 60*time.Second, "FAILED at the start timeout", func() bool { return h.status(g, "alice", name, false) == "FAILED" })
 	if code, msg := h.waitError(g, "alice", name); code != 409 || !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "start timeout") {
 		t.Fatalf("?wait: %d %q", code, msg)
 	}

@@ -115,9 +115,13 @@ func startClusters(base string, n int) ([]time.Duration, error) {
 				if resp, err = request("GET", base+"/api/v1/clusters/"+name+"?wait", nil); err != nil {
 					break
 				}
-				var c struct{ Status string }
+				var c struct{ Status, Error string }
 				err = json.NewDecoder(resp.Body).Decode(&c)
 				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("cluster %s: %d %s", name, resp.StatusCode, c.Error)
+					break
+				}
 				if c.Status == "RUNNING" {
 					lat[i] = time.Since(start)
 					return

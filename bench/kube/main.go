@@ -306,12 +306,14 @@ func waitRunning(url, user, name string) error {
 		if err != nil {
 			return err
 		}
-		var out struct{ Status string }
+		var out struct{ Status, Error string }
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		switch {
 		case err != nil:
 			return err
+		case resp.StatusCode != http.StatusOK:
+			return fmt.Errorf("%s: %d %s", name, resp.StatusCode, out.Error)
 		case out.Status == "RUNNING":
 			return nil
 		case out.Status != "PENDING":
