@@ -466,7 +466,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	cleanExit := sched != nil && sched.DeletionTimestamp == nil && sched.Status.Phase == corev1.PodSucceeded &&
 		st.phase() == PhaseRunning
 	if !dc.Spec.active() || cleanExit {
-		st.Phase, st.CompletionTime, st.Unscheduled = PhaseStopped, now(), 0
+		st.Phase, st.CompletionTime, st.Unscheduled, st.Reason, st.Message = PhaseStopped, now(), 0, "", ""
 		if err := c.writeStatus(ctx, dc, st); err != nil {
 			return 0, err
 		}

@@ -451,10 +451,11 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 	if err != nil {
 		return err
 	}
-	n := min(int64(max(hb.Count, 0)), defaultMaxWorkers)
+	limit := int64(defaultMaxWorkers)
 	if m, ok := e.c.Config.MaxWorkers(); ok {
-		n = min(int64(max(hb.Count, 0)), int64(m))
+		limit = int64(m)
 	}
+	n := min(int64(max(hb.Count, 0)), limit)
 	if n == e.replicas || e.c.Status.Finished() {
 		return nil
 	}
