@@ -453,10 +453,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	case PhaseStopped, PhaseFailed:
 		return 0, c.finish(ctx, dc, st)
 	}
-	sched, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
-	if apierrors.IsNotFound(err) {
-		sched = nil
-	} else if err != nil {
+	sched, err := c.schedulerPod(ns, hex)
+	if err != nil {
 		return 0, err
 	}
 	// A running scheduler that exits 0 shut itself down (its idle timeout,
@@ -494,19 +492,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if st.phase() == PhasePending {
 		if !podReady(sched) {
 			reason, msg := waitingReason(sched)
-			if left := c.startTimeout(dc); left <= 0 {
-				if reason == "" {
-					reason, msg = "StartTimeout", "the scheduler was not ready in time"
-				}
-				return 0, c.fail(ctx, dc, st, reason, fmt.Sprintf("%s (start timeout %s)", msg, c.cfg.StartTimeout))
-			} else if reason != st.Reason || msg != st.Message {
-				st.Reason, st.Message = reason, msg
-				return left, c.writeStatus(ctx, dc, st)
-			} else {
-				return left, nil
-			}
+			return c.waitToStart(ctx, dc, st, reason, msg)
 		}
-		if err := c.ensureService(ctx, dc); err != nil {
+		if err := c.ensureService(ctx, dc, sched); err != nil {
 			return 0, err
 		}
 		st.Phase, st.Reason, st.Message = PhaseRunning, "", ""
@@ -543,16 +531,29 @@ func (c *Controller) createFailed(ctx context.Context, dc *DaskCluster, st Statu
 	if errors.As(err, new(configError)) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 		return 0, c.fail(ctx, dc, st, reason, msg)
 	}
-	if c.startTimeout(dc) <= 0 {
+	left, werr := c.waitToStart(ctx, dc, st, reason, msg)
+	if werr != nil || left == 0 {
+		return 0, werr // failed at the start timeout (or could not say why it waits)
+	}
+	return left, err // retried with backoff, and at the start timeout
+}
+
+// waitToStart records why a pending cluster waits (one status write when
+// the reason changes) and how long it may still wait; at the start timeout
+// it fails the cluster with that reason.
+func (c *Controller) waitToStart(ctx context.Context, dc *DaskCluster, st Status, reason, msg string) (time.Duration, error) {
+	left := c.startTimeout(dc)
+	if left <= 0 {
+		if reason == "" {
+			reason, msg = "StartTimeout", "the scheduler was not ready in time"
+		}
 		return 0, c.fail(ctx, dc, st, reason, fmt.Sprintf("%s (start timeout %s)", msg, c.cfg.StartTimeout))
 	}
-	if st.Reason != reason || st.Message != msg {
+	if reason != st.Reason || msg != st.Message {
 		st.Reason, st.Message = reason, msg
-		if werr := c.writeStatus(ctx, dc, st); werr != nil {
-			return 0, werr
-		}
+		return left, c.writeStatus(ctx, dc, st)
 	}
-	return c.startTimeout(dc), err // retried with backoff, and at the start timeout
+	return left, nil
 }
 
 // fail marks the cluster Failed with a reason the API shows to the user,
@@ -584,7 +585,7 @@ func (c *Controller) finish(ctx context.Context, dc *DaskCluster, st Status) err
 	c.mu.Unlock()
 	if !done {
 		// (Deleted by name even when the cache has not seen it yet.)
-		sched, _ := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+		sched, _ := c.schedulerPod(ns, hex)
 		keep := st.phase() == PhaseFailed && !c.cfg.DeleteFailedScheduler && sched != nil && everRan(sched)
 		if !keep {
 			if err := c.deletePod(ctx, ns, schedulerName(hex)); err != nil {
@@ -773,17 +774,22 @@ func (c *Controller) podTemplate(dc *DaskCluster, scheduler bool) (*corev1.Pod, 
 	return p, err
 }
 
-func (c *Controller) ensureService(ctx context.Context, dc *DaskCluster) error {
+// schedulerPod is the cluster's scheduler pod from the cache, or nil.
+func (c *Controller) schedulerPod(ns, hex string) (*corev1.Pod, error) {
+	p, err := c.pods[c.nsIndex[ns]].Pods(ns).Get(schedulerName(hex))
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return p, err
+}
+
+func (c *Controller) ensureService(ctx context.Context, dc *DaskCluster, sched *corev1.Pod) error {
 	if _, err := c.services[c.nsIndex[dc.Namespace]].Services(dc.Namespace).Get(serviceName(dc.Name)); err == nil {
 		return nil
 	}
-	sched, err := c.pods[c.nsIndex[dc.Namespace]].Pods(dc.Namespace).Get(schedulerName(dc.Name))
-	if err != nil {
-		return err
-	}
 	s := c.build.service(dc.Namespace, dc.Name)
 	s.OwnerReferences = []metav1.OwnerReference{podOwner(sched)}
-	_, err = c.cfg.Clients.Core.CoreV1().Services(dc.Namespace).Create(ctx, s, metav1.CreateOptions{FieldManager: "daskgate"})
+	_, err := c.cfg.Clients.Core.CoreV1().Services(dc.Namespace).Create(ctx, s, metav1.CreateOptions{FieldManager: "daskgate"})
 	if apierrors.IsAlreadyExists(err) {
 		return nil
 	}
