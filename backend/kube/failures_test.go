@@ -10,7 +10,6 @@ import (
 	"github.com/daskgate/daskgate/backend/kube"
 	"github.com/daskgate/daskgate/cluster"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -109,10 +108,7 @@ func TestPendingReasonsReachTheClient(t *testing.T) {
 	}
 	// A scheduler that never ran has no logs: its pod is deleted rather than
 	// left pulling images. An Event says why the cluster failed.
-	waitFor(t, 10*time.Second, "never-run scheduler pod deleted", func() bool {
-		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
-	})
+	waitFor(t, 10*time.Second, "never-run scheduler pod deleted", func() bool { return h.deleted(name, "scheduler") })
 	evs, _ := h.admin.Core.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{})
 	found := false
 	for _, e := range evs.Items {
@@ -436,11 +432,7 @@ func TestSchedulerExitKeepsItsPod(t *testing.T) {
 func TestDeleteFailedScheduler(t *testing.T) {
 	h := newHarness(t, func(c *kube.ControllerConfig) { c.DeleteFailedScheduler = true })
 	_, name := h.exitScheduler()
-	ns, hex, _ := kube.SplitName(name)
-	waitFor(t, 10*time.Second, "failed scheduler pod deleted", func() bool {
-		_, err := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
-		return apierrors.IsNotFound(err)
-	})
+	waitFor(t, 10*time.Second, "failed scheduler pod deleted", func() bool { return h.deleted(name, "scheduler") })
 }
 
 // TestRefusedSchedulerPod: a pod the API server calls invalid (extra pod
@@ -480,9 +472,8 @@ func TestRefusedSchedulerPod(t *testing.T) {
 	if code, msg := h.waitError(g, "alice", name); code != 409 || !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "start timeout") {
 		t.Fatalf("?wait: %d %q", code, msg)
 	}
-	ns, hex, _ := kube.SplitName(name)
-	if _, err := h.admin.Core.CoreV1().Secrets(ns).Get(context.Background(), "dask-credentials-"+hex, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Fatalf("the failed cluster's Secret is still there: %v", err)
+	if !h.deleted(name, "secret") {
+		t.Fatal("the failed cluster's Secret is still there")
 	}
 }
 
@@ -536,11 +527,7 @@ func TestSchedulerCleanExitStops(t *testing.T) {
 			Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}}}
 	})
 	waitFor(t, 10*time.Second, "STOPPED", func() bool { return h.status(g, "alice", name, false) == "STOPPED" })
-	waitFor(t, 20*time.Second, "scheduler pod and Secret deleted", func() bool {
-		_, e1 := h.admin.Core.CoreV1().Pods(ns).Get(context.Background(), "dask-scheduler-"+hex, metav1.GetOptions{})
-		_, e2 := h.admin.Core.CoreV1().Secrets(ns).Get(context.Background(), "dask-credentials-"+hex, metav1.GetOptions{})
-		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2)
-	})
+	waitFor(t, 20*time.Second, "scheduler pod and Secret deleted", func() bool { return h.deleted(name, "scheduler", "secret") })
 	if dc := h.dc(name); dc.Status.Phase != "Stopped" || dc.Status.Reason != "" {
 		t.Fatalf("status: %+v", dc.Status)
 	}

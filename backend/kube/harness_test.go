@@ -20,6 +20,7 @@ import (
 	"github.com/daskgate/daskgate/proxy"
 	"github.com/daskgate/daskgate/server"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 )
@@ -328,4 +329,29 @@ func (h *harness) setPodStatus(ns, name string, mutate func(*corev1.PodStatus)) 
 	if err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// deleted reports whether the cluster's named objects ("scheduler",
+// "secret", "service") are all gone from the API server.
+func (h *harness) deleted(name string, objs ...string) bool {
+	h.t.Helper()
+	ns, hex, _ := kube.SplitName(name)
+	ctx, core := context.Background(), h.admin.Core.CoreV1()
+	for _, o := range objs {
+		var err error
+		switch o {
+		case "scheduler":
+			_, err = core.Pods(ns).Get(ctx, "dask-scheduler-"+hex, metav1.GetOptions{})
+		case "secret":
+			_, err = core.Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
+		case "service":
+			_, err = core.Services(ns).Get(ctx, "dask-"+hex, metav1.GetOptions{})
+		default:
+			h.t.Fatalf("deleted: unknown object %q", o)
+		}
+		if !apierrors.IsNotFound(err) {
+			return false
+		}
+	}
+	return true
 }

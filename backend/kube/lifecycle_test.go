@@ -9,7 +9,6 @@ import (
 
 	"github.com/daskgate/daskgate/backend/kube"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -130,9 +129,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "STOPPED", func() bool { return h.status(g, "alice", name, false) == "STOPPED" })
 	waitFor(t, 30*time.Second, "scheduler, secret and workers deleted", func() bool {
-		_, e1 := h.admin.Core.CoreV1().Pods(ns).Get(ctx, "dask-scheduler-"+hex, metav1.GetOptions{})
-		_, e2 := h.admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
-		return e1 != nil && e2 != nil && len(h.workerPods(name)) == 0
+		return h.deleted(name, "scheduler", "secret") && len(h.workerPods(name)) == 0
 	})
 	if _, ok := g.routes.Lookup(name); ok {
 		t.Fatal("route kept after stop")
@@ -181,10 +178,7 @@ func TestDeletingTheDaskClusterDeletesItsObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 120*time.Second, "Secret, scheduler pod, Service and workers collected", func() bool {
-		_, e1 := h.admin.Core.CoreV1().Pods(ns).Get(ctx, "dask-scheduler-"+hex, metav1.GetOptions{})
-		_, e2 := h.admin.Core.CoreV1().Secrets(ns).Get(ctx, "dask-credentials-"+hex, metav1.GetOptions{})
-		_, e3 := h.admin.Core.CoreV1().Services(ns).Get(ctx, "dask-"+hex, metav1.GetOptions{})
-		return apierrors.IsNotFound(e1) && apierrors.IsNotFound(e2) && apierrors.IsNotFound(e3) && len(h.workerPods(name)) == 0
+		return h.deleted(name, "scheduler", "secret", "service") && len(h.workerPods(name)) == 0
 	})
 	waitFor(t, 10*time.Second, "the gateway forgets it (404)", func() bool { return h.status(g, "alice", name, false) == "HTTP 404" })
 	if _, ok := g.routes.Lookup(name); ok {
