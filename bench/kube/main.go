@@ -114,7 +114,7 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 	procs := env.Pids()
 	procs["daskgate gateway"], procs["daskgate controller"], procs["bench"] = gw.Pid(), ctl.Process.Pid, os.Getpid()
 	hostBefore := hostCheck()
-	cpuBefore, stealBefore := cpuTimes(procs), stealSeconds()
+	cpuBefore, stealBefore := gateway.CPUSecondsOf(procs), stealSeconds()
 	time.Sleep(3 * time.Second) // leader election
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -224,7 +224,7 @@ cluster: {image: "ghcr.io/dask/dask-gateway:2026.3.0"}
 		fmt.Printf("    %-28s %-10s %6.2f\n", k, who, (after[k]-before[k])/float64(n))
 	}
 	fmt.Printf("  peak RSS: gateway %.1f MiB, controller %.1f MiB\n", peak.get("gateway"), peak.get("controller"))
-	cpuAfter := cpuTimes(procs)
+	cpuAfter := gateway.CPUSecondsOf(procs)
 	var names []string
 	for name := range procs {
 		names = append(names, name)
@@ -405,14 +405,6 @@ func stealSeconds() float64 {
 	var ticks float64
 	fmt.Sscan(f[8], &ticks)
 	return ticks / 100
-}
-
-func cpuTimes(procs map[string]int) map[string]float64 {
-	out := map[string]float64{}
-	for name, pid := range procs {
-		out[name] = gateway.CPUSeconds(pid)
-	}
-	return out
 }
 
 type peaks struct {

@@ -290,10 +290,8 @@ var childPids = map[string]int{}
 // cpuByRole reads the CPU time of this process (the client) and of the
 // child processes.
 func cpuByRole() map[string]float64 {
-	out := map[string]float64{"client": gateway.CPUSeconds(os.Getpid())}
-	for role, pid := range childPids {
-		out[role] = gateway.CPUSeconds(pid)
-	}
+	out := gateway.CPUSecondsOf(childPids)
+	out["client"] = gateway.CPUSeconds(os.Getpid())
 	return out
 }
 

@@ -100,6 +100,15 @@ func CPUSeconds(pid int) float64 {
 	return (user + sys) / 100
 }
 
+// CPUSecondsOf reads CPUSeconds for each named process.
+func CPUSecondsOf(pids map[string]int) map[string]float64 {
+	out := make(map[string]float64, len(pids))
+	for name, pid := range pids {
+		out[name] = CPUSeconds(pid)
+	}
+	return out
+}
+
 // FreeAddr is a loopback address with a port that was free a moment ago,
 // for a server process the bench starts.
 func FreeAddr() (string, error) {
