@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,9 +251,12 @@ func describeJSONError(err error) error {
 	return err
 }
 
-// applyEnv sets DASKGATE_A__B=v as tree[a][b] = yaml(v). Variables whose
-// first level is not a config key (DASKGATE_BIN, say) are not ours and
-// are left alone.
+// applyEnv sets DASKGATE_A__B=v as tree[a][b]. The value is typed by the
+// schema, not guessed: a string key takes v as it is ("#hunter2" and
+// "1234" are passwords), any other key parses v as a YAML value, and a
+// value that is not one is an error naming the variable and the key.
+// Variables whose first level is not a config key (DASKGATE_BIN, say) are
+// not ours and are left alone.
 func applyEnv(tree map[string]any, environ []string) error {
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
@@ -263,15 +268,31 @@ func applyEnv(tree map[string]any, environ []string) error {
 		if !topLevelKey(path[0]) {
 			continue
 		}
-		var val any
-		if err := yaml.Unmarshal([]byte(v), &val); err != nil {
-			val = v
+		val, err := envValue(path, v)
+		if err != nil {
+			return fmt.Errorf("%s (key %s): %w", k, strings.Join(path, "."), err)
 		}
 		if err := setPath(tree, path, val); err != nil {
 			return fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	return nil
+}
+
+// envValue types one variable's value by the kind of key it sets.
+func envValue(path []string, v string) (any, error) {
+	t := keyType(path)
+	if t != nil && t.Kind() == reflect.String {
+		return v, nil
+	}
+	var val any
+	if err := yaml.Unmarshal([]byte(v), &val); err != nil {
+		return nil, fmt.Errorf("not a YAML value: %w", err)
+	}
+	if val == nil && !slices.Contains([]string{"null", "~"}, strings.TrimSpace(v)) {
+		return nil, fmt.Errorf("%q is not a value (write null to unset the key)", v)
+	}
+	return val, nil
 }
 
 func setPath(tree map[string]any, path []string, val any) error {

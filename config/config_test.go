@@ -82,3 +82,38 @@ func TestValidateReportsAll(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 }
+
+func TestEnvValuesAreTypedByTheSchema(t *testing.T) {
+	tests := []struct {
+		name, env string
+		check     func(*Config) bool
+		errWants  string
+	}{
+		{"comment-like password", "DASKGATE_AUTH__PASSWORD=#hunter2", func(c *Config) bool { return c.Auth.Password == "#hunter2" }, ""},
+		{"numeric password", "DASKGATE_AUTH__PASSWORD=1234", func(c *Config) bool { return c.Auth.Password == "1234" }, ""},
+		{"yaml-looking password", "DASKGATE_AUTH__PASSWORD={a: b}", func(c *Config) bool { return c.Auth.Password == "{a: b}" }, ""},
+		{"empty password", "DASKGATE_AUTH__PASSWORD=", func(c *Config) bool { return c.Auth.Password == "" }, ""},
+		{"integer", "DASKGATE_BACKEND__WORKER_START_FAILURE_LIMIT=7", func(c *Config) bool { return c.Backend.WorkerStartFailureLimit == 7 }, ""},
+		{"duration", "DASKGATE_CLUSTER__IDLE_TIMEOUT=90s", func(c *Config) bool { return time.Duration(c.Cluster.IdleTimeout) == 90*time.Second }, ""},
+		{"explicit null", "DASKGATE_CLUSTER__CLUSTER_MAX_WORKERS=null", func(c *Config) bool { return c.Cluster.ClusterMaxWorkers == nil }, ""},
+		{"bad integer", "DASKGATE_BACKEND__WORKER_START_FAILURE_LIMIT=lots", nil, "backend.worker_start_failure_limit"},
+		{"comment as integer", "DASKGATE_BACKEND__WORKER_START_FAILURE_LIMIT=#7", nil, "DASKGATE_BACKEND__WORKER_START_FAILURE_LIMIT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load("", []string{tt.env})
+			if tt.errWants != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errWants) {
+					t.Fatalf("Load(%s) = %v, want an error naming %s", tt.env, err, tt.errWants)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(cfg) {
+				t.Fatalf("Load(%s) gave %+v", tt.env, cfg)
+			}
+		})
+	}
+}

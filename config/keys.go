@@ -61,6 +61,30 @@ func walk(t reflect.Type, v any, path string, unknown *[]string) {
 	}
 }
 
+// keyType is the Go type a dotted key path decodes into, or nil when the
+// path leaves the schema (an unknown key, reported by checkKeys, or the
+// inside of a list or map).
+func keyType(path []string) reflect.Type {
+	t := reflect.TypeFor[Config]()
+	for _, k := range path {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		f, ok := jsonFields(t)[k]
+		if !ok {
+			return nil
+		}
+		t = f.Type
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
 func join(path, k string) string {
 	if path == "" {
 		return k
