@@ -1,15 +1,18 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/daskgate/daskgate/cluster"
 	"github.com/julienschmidt/httprouter"
@@ -151,7 +154,7 @@ func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, u *cluste
 	var body struct {
 		Options json.RawMessage `json:"cluster_options"`
 	}
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		return err
 	}
 	req, err := s.buildCluster(r.Context(), u, body.Options)
@@ -245,11 +248,38 @@ func unprocessable(err error) error {
 	return &httpError{Code: http.StatusUnprocessableEntity, Msg: strings.ReplaceAll(err.Error(), "\n", "; ")}
 }
 
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+// decodeBody reads a request body of at most maxBody bytes within the
+// body timeout and decodes exactly one JSON object from it into v: too
+// large is a 413, too slow a 408, anything but one object (null, a list,
+// trailing bytes) a 422 saying which.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		w.Header().Set("Connection", "close") // what is left of the body is not read
+	} else {
+		_ = rc.SetReadDeadline(time.Time{}) // the server watches for the client going away
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", maxBody)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &httpError{Code: http.StatusRequestTimeout, Msg: "request body not received in time", Err: err}
+	case err != nil:
+		return &httpError{Code: http.StatusBadRequest, Msg: "request body could not be read", Err: err}
+	}
+	if trimmed := bytes.TrimSpace(b); len(trimmed) == 0 || trimmed[0] != '{' {
+		return errorf(http.StatusUnprocessableEntity, "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
 		return &httpError{Code: http.StatusUnprocessableEntity, Msg: "request body must be a JSON object", Err: err}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(http.StatusUnprocessableEntity, "request body has data after the JSON object")
 	}
 	return nil
 }
@@ -371,7 +401,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Code: http.StatusUnauthorized, Msg: "Unauthorized", Header: http.Header{"Www-Authenticate": {"token"}}}
 	}
 	var hb cluster.Heartbeat
-	if err := decodeBody(r, &hb); err != nil {
+	if err := s.decodeBody(w, r, &hb); err != nil {
 		return err
 	}
 	if err := s.cfg.Backend.Heartbeat(r.Context(), name, hb); err != nil {

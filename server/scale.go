@@ -80,7 +80,7 @@ func (s *Server) scaleCluster(w http.ResponseWriter, r *http.Request, u *cluster
 	var body struct {
 		Count any `json:"count"`
 	}
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		return err
 	}
 	count, ok := nonNegInt(body.Count)
@@ -109,7 +109,7 @@ func (s *Server) adaptCluster(w http.ResponseWriter, r *http.Request, u *cluster
 		Maximum any  `json:"maximum"`
 		Active  bool `json:"active"`
 	}{Active: true}
-	if err := decodeBody(r, &body); err != nil {
+	if err := s.decodeBody(w, r, &body); err != nil {
 		return err
 	}
 	minimum, maximum, err := adaptBounds(body.Minimum, body.Maximum)
@@ -143,8 +143,13 @@ func adaptBounds(rawMin, rawMax any) (minimum, maximum *int, err error) {
 	if minimum, err = parse("minimum", rawMin); err != nil {
 		return nil, nil, err
 	}
-	maximum, err = parse("maximum", rawMax)
-	return minimum, maximum, err
+	if maximum, err = parse("maximum", rawMax); err != nil {
+		return nil, nil, err
+	}
+	if minimum != nil && maximum != nil && *minimum > *maximum {
+		return nil, nil, errorf(http.StatusUnprocessableEntity, "Adapt expects minimum (%d) to be at most maximum (%d)", *minimum, *maximum)
+	}
+	return minimum, maximum, nil
 }
 
 // clampAdapt applies cluster_max_workers to adaptive bounds with

@@ -63,6 +63,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// WaitTimeout bounds a ?wait long poll; zero means upstream's 20s.
 	WaitTimeout time.Duration
+	// BodyTimeout bounds reading a request body (a 408 after it); zero
+	// means 30s.
+	BodyTimeout time.Duration
 	// Registry gets the server's metrics and is served at /metrics; nil
 	// means a private registry.
 	Registry *prometheus.Registry
@@ -102,6 +105,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = 20 * time.Second
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+)
+
+// Bad bodies get the status that says what is wrong, name the problem,
+// and change nothing.
+func TestBadBodiesAreRefusedExactly(t *testing.T) {
+	a := newAPI(t, nil)
+	name := a.create("alice")
+	a.be.set(name, func(c *cluster.Cluster) { c.Status, c.APIAddress = cluster.Running, "http://127.0.0.1:1" })
+	big := `{"cluster_options": {"x": "` + strings.Repeat("a", 2<<20) + `"}}`
+	tests := []struct {
+		name, path, body string
+		code             int
+		msg              string
+	}{
+		{"null", "/api/v1/clusters/", `null`, 422, "JSON object"},
+		{"array", "/api/v1/clusters/", `[]`, 422, "JSON object"},
+		{"string", "/api/v1/clusters/", `"x"`, 422, "JSON object"},
+		{"empty", "/api/v1/clusters/", ``, 422, "JSON object"},
+		{"trailing garbage", "/api/v1/clusters/", `{"cluster_options": {}} {"x": 1}`, 422, "after the JSON object"},
+		{"trailing text", "/api/v1/clusters/", `{"cluster_options": {}}x`, 422, "after the JSON object"},
+		{"too large", "/api/v1/clusters/", big, 413, "larger than"},
+		{"scale null", "/api/v1/clusters/" + name + "/scale", `null`, 422, "JSON object"},
+		{"adapt minimum above maximum", "/api/v1/clusters/" + name + "/adapt", `{"minimum": 3, "maximum": 1, "active": true}`, 422, "minimum"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(a.be.order)
+			code, body, _ := a.do("POST", tt.path, "alice", tt.body)
+			if code != tt.code || !strings.Contains(body, tt.msg) {
+				t.Fatalf("POST %s %.40q = %d %s, want %d naming %q", tt.path, tt.body, code, body, tt.code, tt.msg)
+			}
+			if len(a.be.order) != before {
+				t.Fatalf("a refused request created a cluster")
+			}
+		})
+	}
+}
+
+// A client that stops sending its body gets 408 after the body timeout,
+// not a 422 and not a held connection.
+func TestSlowBodyIs408(t *testing.T) {
+	a := newAPI(t, func(c *Config) { c.BodyTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", strings.TrimPrefix(a.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "POST /api/v1/clusters/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6\r\n" +
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"cluster_"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("slow body = %d, want 408", resp.StatusCode)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("answered after %v", d)
+	}
+	if len(a.be.order) != 0 {
+		t.Fatal("a timed-out request created a cluster")
+	}
+}
