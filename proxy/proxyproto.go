@@ -9,15 +9,19 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
+	"time"
+
+	"github.com/armon/go-proxyproto"
 )
 
 // PROXY protocol (HAProxy's spec, versions 1 and 2). A load balancer in
 // front of daskgate prepends one header to each connection naming the real
-// client. We parse it ourselves rather than wrap the listener: the
-// connection must stay a bare *net.TCPConn so passthrough keeps the
-// kernel's splice path (see docs/RATIONALE.md).
+// client. We do not wrap the listener or the connection: it must stay a
+// bare *net.TCPConn so passthrough keeps the kernel's splice path (see
+// docs/RATIONALE.md). The header is read here, under the peek's deadline
+// and a size limit; version 1 lines are then parsed by armon/go-proxyproto
+// (which speaks only version 1), version 2 in place.
 
 var (
 	v2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
@@ -58,36 +62,55 @@ func readV1(br *bufio.Reader) (net.Addr, error) {
 		}
 		line = append(line, b)
 		if bytes.HasSuffix(line, []byte("\r\n")) {
-			return parseV1(string(line[:len(line)-2]))
+			return parseV1(line)
 		}
 	}
 	return nil, fmt.Errorf("%w: v1 line longer than %d bytes", errProxyHeader, maxV1Header)
 }
 
-func parseV1(line string) (net.Addr, error) {
-	f := strings.Split(line, " ")
+// parseV1 parses one v1 header line, CRLF included, with
+// github.com/armon/go-proxyproto through a connection that replays exactly
+// those bytes: the library reads the header and nothing else, and the
+// client's connection stays a bare *net.TCPConn for splice. Around it we
+// keep what the library leaves out: UNKNOWN (health checks) without a
+// listener, and checks of the address family and port range.
+func parseV1(line []byte) (net.Addr, error) {
+	f := strings.Split(string(line[:len(line)-2]), " ")
 	if len(f) >= 2 && f[1] == "UNKNOWN" {
 		return nil, nil
 	}
-	if len(f) != 6 || (f[1] != "TCP4" && f[1] != "TCP6") {
+	pc := proxyproto.NewConn(&headerConn{r: bytes.NewReader(line)}, 0)
+	if _, err := pc.Read(make([]byte, 1)); err != io.EOF {
+		return nil, fmt.Errorf("%w: %v", errProxyHeader, err)
+	}
+	src, _ := pc.RemoteAddr().(*net.TCPAddr)
+	dst, _ := pc.LocalAddr().(*net.TCPAddr)
+	if src == nil || dst == nil || len(f) != 6 {
 		return nil, fmt.Errorf("%w: %q", errProxyHeader, line)
 	}
-	ip, err := netip.ParseAddr(f[2])
-	if err != nil || ip.Is4() != (f[1] == "TCP4") {
-		return nil, fmt.Errorf("%w: bad source address %q", errProxyHeader, f[2])
+	if strings.Contains(f[2], ":") != (f[1] == "TCP6") || strings.Contains(f[3], ":") != (f[1] == "TCP6") {
+		return nil, fmt.Errorf("%w: %s with address %s", errProxyHeader, f[1], f[2])
 	}
-	if _, err := netip.ParseAddr(f[3]); err != nil {
-		return nil, fmt.Errorf("%w: bad destination address %q", errProxyHeader, f[3])
+	for _, a := range []*net.TCPAddr{src, dst} {
+		if a.Port < 0 || a.Port > 65535 {
+			return nil, fmt.Errorf("%w: port %d out of range", errProxyHeader, a.Port)
+		}
 	}
-	port, err := strconv.ParseUint(f[4], 10, 16)
-	if err != nil || (len(f[4]) > 1 && f[4][0] == '0') {
-		return nil, fmt.Errorf("%w: bad source port %q", errProxyHeader, f[4])
-	}
-	if _, err := strconv.ParseUint(f[5], 10, 16); err != nil {
-		return nil, fmt.Errorf("%w: bad destination port %q", errProxyHeader, f[5])
-	}
-	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), nil
+	return src, nil
 }
+
+// headerConn is the connection parseV1 hands the library: reads replay
+// one header line, then EOF; nothing else does anything.
+type headerConn struct{ r *bytes.Reader }
+
+func (c *headerConn) Read(b []byte) (int, error)         { return c.r.Read(b) }
+func (c *headerConn) Write(b []byte) (int, error)        { return 0, errors.New("header replay is read-only") }
+func (c *headerConn) Close() error                       { return nil }
+func (c *headerConn) LocalAddr() net.Addr                { return nil }
+func (c *headerConn) RemoteAddr() net.Addr               { return nil }
+func (c *headerConn) SetDeadline(time.Time) error        { return nil }
+func (c *headerConn) SetReadDeadline(time.Time) error    { return nil }
+func (c *headerConn) SetWriteDeadline(t time.Time) error { return nil }
 
 func readV2(br *bufio.Reader) (net.Addr, error) {
 	hdr := make([]byte, 16)

@@ -45,6 +45,7 @@ func main() {
 	target := flag.String("target", "", "internal: the proxy child's backend address")
 	bin := flag.String("bin", "bin/daskgate", "daskgate binary (soak)")
 	n := flag.Int("n", 5000, "idle connections (soak)")
+	flag.StringVar(&proxyProtocol, "proxy-protocol", "", "v1 or v2: the proxy trusts loopback and each of its connections starts with a PROXY header of that version")
 	flag.Parse()
 	var err error
 	if *child != "" {
@@ -99,14 +100,24 @@ func run(size int64, conns int, split, pin, withHAProxy bool) error {
 			stopProxy()
 		}
 	}()
-	targets := []struct{ name, addr string }{{"direct", backend}, {"proxy", proxyAddr}}
+	headed, err := withProxyHeader(hello)
+	if err != nil {
+		return err
+	}
+	targets := []struct {
+		name, addr string
+		hello      []byte
+	}{{"direct", backend, hello}, {"proxy", proxyAddr, headed}}
 	if withHAProxy {
 		addr, stop, err := startHAProxy(backend, pin)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		targets = append(targets, struct{ name, addr string }{"haproxy", addr})
+		targets = append(targets, struct {
+			name, addr string
+			hello      []byte
+		}{"haproxy", addr, hello})
 	}
 	// Alternate the two paths so both see the same machine noise.
 	best := map[string]float64{}
@@ -114,7 +125,7 @@ func run(size int64, conns int, split, pin, withHAProxy bool) error {
 	for round := range 4 {
 		for _, t := range targets {
 			before := cpuByRole()
-			rate, err := throughput(t.addr, hello, size/4)
+			rate, err := throughput(t.addr, t.hello, size/4)
 			if err != nil {
 				return err
 			}
@@ -145,7 +156,7 @@ func run(size int64, conns int, split, pin, withHAProxy bool) error {
 	lats := map[string][]time.Duration{}
 	for range conns {
 		for _, t := range targets {
-			d, err := connectOnce(t.addr, hello)
+			d, err := connectOnce(t.addr, t.hello)
 			if err != nil {
 				return err
 			}
@@ -318,7 +329,7 @@ func startRole(role, target string, split, pin bool) (string, func(), error) {
 // spawnChild re-executes this binary as the backend or the proxy and
 // returns the address it prints.
 func spawnChild(role, target string, pin bool) (string, func(), error) {
-	args := []string{os.Args[0], "-child", role, "-target", target}
+	args := []string{os.Args[0], "-child", role, "-target", target, "-proxy-protocol", proxyProtocol}
 	if pin {
 		args = append([]string{"taskset", "-c", "1"}, args...)
 	}
@@ -374,7 +385,11 @@ func serveRole(ln net.Listener, role, target string, times *setupTimes) error {
 	if role == "proxy" {
 		table := proxy.NewTable()
 		table.SetCluster("bench", "tls://"+target, "")
-		p, err := proxy.New(proxy.Config{API: http.NotFoundHandler(), Routes: table, DialContext: times.dial})
+		cfg := proxy.Config{API: http.NotFoundHandler(), Routes: table, DialContext: times.dial}
+		if proxyProtocol != "" {
+			cfg.TrustedProxies = []string{"127.0.0.1"}
+		}
+		p, err := proxy.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -413,6 +428,24 @@ func serveBackend(ln net.Listener, helloLen int) {
 			}()
 		}
 	}()
+}
+
+// proxyProtocol is the -proxy-protocol flag.
+var proxyProtocol string
+
+// withProxyHeader prepends the PROXY header -proxy-protocol asks for: a
+// load balancer's, naming a client at 203.0.113.7:40000.
+func withProxyHeader(hello []byte) ([]byte, error) {
+	switch proxyProtocol {
+	case "":
+		return hello, nil
+	case "v1":
+		return append([]byte("PROXY TCP4 203.0.113.7 127.0.0.1 40000 8000\r\n"), hello...), nil
+	case "v2":
+		h := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0, 12, 203, 0, 113, 7, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x40)
+		return append(h, hello...), nil
+	}
+	return nil, fmt.Errorf("-proxy-protocol %q: want v1 or v2", proxyProtocol)
 }
 
 // handshake dials, sends the ClientHello and waits for the backend's byte.
