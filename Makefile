@@ -1,6 +1,6 @@
 # daskgate — a drop-in Go replacement for dask-gateway-server.
-# Tool and package versions live here, in one place.
-DASK_GATEWAY_VERSION ?= 2026.3.0
+# Versions live in one place each: Go tools here, Python packages in
+# e2e/requirements.txt, the Kubernetes test components in internal/testenv/versions.go.
 STATICCHECK_VERSION  ?= v0.8.2
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,8 +10,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-KUBE_TESTENV ?= ../shared/tools/kube-testenv
-.PHONY: help build venv run test test-go test-e2e check bench examples wasm-fixtures kube-testenv manifests clean
+.PHONY: help build venv deps run test test-go test-e2e check bench examples wasm-fixtures testenv manifests clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -19,13 +18,16 @@ help: ## list targets
 build: ## build bin/daskgate
 	$(GO) build -o $(BIN) ./cmd/daskgate
 
-$(VENV)/.installed: Makefile
+$(VENV)/.installed: e2e/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet "dask-gateway==$(DASK_GATEWAY_VERSION)" distributed bokeh pytest
+	$(VENV)/bin/pip install --quiet -r e2e/requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv with dask-gateway, distributed, bokeh, pytest
+venv: $(VENV)/.installed ## create .venv with the pinned e2e/requirements.txt (dask-gateway, distributed, bokeh, pytest)
+
+deps: ## install the system tools tests drive: chromium, an MIT Kerberos KDC (apt, needs root), configurable-http-proxy (npm)
+	hack/install-deps
 
 run: build venv ## run the gateway on 127.0.0.1:8000 (local processes, embedded store); ARGS="--config x.yaml"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(BIN) serve $(ARGS)
@@ -38,22 +40,24 @@ examples: build ## build the WASM examples: the Go module (GOOS=wasip1) and Rego
 wasm-fixtures: ## rebuild checked-in .wat test fixtures (needs wat2wasm from Debian's wabt)
 	wat2wasm wasm/testdata/minimal/minimal.wat -o wasm/testdata/minimal/minimal.wasm
 
-kube-testenv: ## build/cache the real kube-apiserver, etcd, kwok (cold ~16 min on 2 cores, then ~0.1 s)
-	$(KUBE_TESTENV) install
+testenv: ## build/cache etcd, kube-apiserver, kube-scheduler, kwok, helm, ... (internal/testenv; cold ~15 min on 2 cores, then ~1 s)
+	$(GO) run ./hack/testenv install
 
 manifests: build ## regenerate deploy/ (CRD and RBAC) from the Go types
 	$(BIN) install-crds --print > deploy/daskclusters.crd.yaml
 	$(BIN) install-crds --print-rbac dask > deploy/rbac.yaml
 
-test: build venv examples kube-testenv test-go test-e2e ## everything: Go tests with -race (incl. a real API server), then e2e with the real client
+test: deps build venv examples testenv test-go test-e2e ## everything: Go tests with -race (incl. a real API server), then e2e with the real client
 
 test-go: ## Go unit and integration tests (-race)
-	KUBE_TESTENV="$(abspath $(KUBE_TESTENV))" $(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-e2e: build venv examples ## pytest e2e/ against bin/daskgate with real dask processes
 	DASKGATE_BIN="$(CURDIR)/$(BIN)" $(VENV)/bin/python -m pytest -v e2e $(PYTEST_ARGS)
 
-check: ## gofmt, go vet, staticcheck, go mod tidy; fails on a dirty tree
+check: ## gofmt, go vet, staticcheck, go mod tidy, no tracked file over 1 MB; fails on a dirty tree
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$$1 > 1048576 {print $$2}'); \
+	test -z "$$big" || (echo "tracked files over 1 MB (build outputs belong in .gitignore):"; echo "$$big"; exit 1)
 	@test -z "$$(gofmt -l .)" || (echo "gofmt needed:"; gofmt -l .; exit 1)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -5,12 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/daskgate/daskgate/backend/kube"
-	"github.com/daskgate/daskgate/backend/kube/kubetest"
+	"github.com/daskgate/daskgate/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,9 +17,9 @@ import (
 
 // The integration tests run against a real kube-apiserver, etcd,
 // kube-controller-manager (garbage collection) and kwok (pods get
-// scheduled and turn Running and Ready) from ../shared/tools/kube-testenv.
-// `make test` runs `kube-testenv install` first; a missing control plane
-// fails the tests (never a skip).
+// scheduled and turn Running and Ready) from internal/testenv.
+// `make test` runs `make testenv` (the install) first; a missing control
+// plane fails the tests (never a skip).
 var testEnv struct {
 	kubeconfig string
 	err        error
@@ -31,11 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 func runWithKube(m *testing.M) int {
-	script := os.Getenv("KUBE_TESTENV")
-	if script == "" {
-		script, _ = filepath.Abs("../../../shared/tools/kube-testenv")
-	}
-	env, err := kubetest.Start(script)
+	env, err := testenv.Start(context.Background(), testenv.Options{})
 	if err != nil {
 		testEnv.err = err
 		return m.Run()
@@ -46,11 +41,11 @@ func runWithKube(m *testing.M) int {
 }
 
 // requireKube returns admin clients. Without a control plane the test
-// fails: `make test` installs kube-testenv first (`make kube-testenv`).
+// fails: `make test` installs the control plane first (`make testenv`).
 func requireKube(t *testing.T) *kube.Clients {
 	t.Helper()
 	if testEnv.err != nil {
-		t.Fatalf("kube-testenv control plane unavailable (run `make kube-testenv`): %v", testEnv.err)
+		t.Fatalf("test control plane unavailable (run `make testenv`): %v", testEnv.err)
 	}
 	cl, err := kube.NewClients(kube.ClientConfig{Kubeconfig: testEnv.kubeconfig, QPS: 500, Burst: 1000})
 	if err != nil {

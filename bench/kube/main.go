@@ -1,5 +1,5 @@
 // Command kube is the Kubernetes scale benchmark (not run in CI): it
-// starts a real API server with kwok (backend/kube/kubetest), runs
+// starts a real API server with kwok (internal/testenv), runs
 // bin/daskgate serve (backend kubernetes) and bin/daskgate controller as
 // separate processes, creates N clusters through the HTTP API, scales each
 // to 2 workers with the heartbeat a scheduler would send, and prints the
@@ -33,6 +33,7 @@ import (
 	"github.com/daskgate/daskgate/backend/kube"
 	"github.com/daskgate/daskgate/backend/kube/kubetest"
 	"github.com/daskgate/daskgate/bench/internal/gateway"
+	"github.com/daskgate/daskgate/internal/testenv"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -47,7 +48,6 @@ func main() {
 	n := flag.Int("n", 1000, "clusters")
 	workers := flag.Int("workers", 2, "workers per cluster")
 	bin := flag.String("bin", "bin/daskgate", "daskgate binary")
-	script := flag.String("kube-testenv", "../shared/tools/kube-testenv", "kube-testenv script")
 	qps := flag.Int("qps", 500, "client QPS of gateway and controller (burst 2x)")
 	flag.IntVar(&users, "users", 50, "distinct users creating clusters (at most 1000)")
 	flag.StringVar(&profile, "controller-profile", "", "write the controller's CPU profile to this file")
@@ -57,17 +57,17 @@ func main() {
 	if users < 1 || users > len(userLocks) {
 		log.Fatalf("-users must be 1..%d", len(userLocks))
 	}
-	if err := run(*n, *workers, *bin, *script, *qps, *schedQPS); err != nil {
+	if err := run(*n, *workers, *bin, *qps, *schedQPS); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(n, perCluster int, bin, script string, qps, schedQPS int) error {
+func run(n, perCluster int, bin string, qps, schedQPS int) error {
 	// Reuse connections like a fleet of long-lived clients would; the
 	// default keeps 2 idle per host, so most requests would dial anew.
 	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 1024
 	ctx := context.Background()
-	env, err := kubetest.StartWith(script, kubetest.Options{SchedulerQPS: schedQPS})
+	env, err := testenv.Start(ctx, testenv.Options{SchedulerQPS: schedQPS})
 	if err != nil {
 		return err
 	}

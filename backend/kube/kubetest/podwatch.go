@@ -1,3 +1,10 @@
+// Package kubetest holds client-go helpers for the Kubernetes tests and
+// benchmarks; the control plane itself comes from internal/testenv.
+//
+//	env, _ := testenv.Start(ctx, testenv.Options{})
+//	cl, _ := kube.NewClients(kube.ClientConfig{Kubeconfig: env.Kubeconfig})
+//	pods, _ := kubetest.WatchPods(ctx, cl.Core, "ns", "app=x")
+//	fmt.Println(pods.Running())
 package kubetest
 
 import (

@@ -1,0 +1,124 @@
+"""The real outside components the tests drive, started on loopback in a temp dir:
+a throwaway MIT Kerberos realm, JupyterHub's configurable-http-proxy and headless
+Chromium. `make deps` (hack/install-deps) installs them; a missing one fails."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHP = ROOT / "hack" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tool(name):
+    """The path of an installed tool, searched also in /usr/sbin; fails if missing."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    assert path, f"{name} is not installed: run `make deps`"
+    return path
+
+
+def wait_port(port, proc, what, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{what} not listening on {port} after {timeout}s")
+
+
+class KDC:
+    """A throwaway Kerberos realm: krb5kdc on a free port, its database, config and
+    credential caches under dir; env() gives the variables that select it."""
+
+    REALM = "DASKGATE.TEST"
+
+    def __init__(self, dir):
+        self.dir = Path(dir)
+        self.port = free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "krb5.conf").write_text(
+            f"[libdefaults]\n default_realm = {self.REALM}\n dns_lookup_kdc = false\n"
+            f" dns_lookup_realm = false\n rdns = false\n udp_preference_limit = 1\n"
+            f"[realms]\n {self.REALM} = {{\n  kdc = 127.0.0.1:{self.port}\n }}\n"
+            f"[domain_realm]\n localhost = {self.REALM}\n")
+        (self.dir / "kdc.conf").write_text(
+            f"[kdcdefaults]\n kdc_ports = {self.port}\n kdc_tcp_ports = {self.port}\n"
+            f"[realms]\n {self.REALM} = {{\n  database_name = {self.dir}/principal\n"
+            f"  key_stash_file = {self.dir}/stash\n  acl_file = {self.dir}/kadm5.acl\n"
+            f"  max_life = 10h 0m 0s\n }}\n[logging]\n kdc = FILE:{self.dir}/kdc.log\n")
+        (self.dir / "kadm5.acl").write_text("")
+        self.proc = None
+
+    def env(self, ccache="default"):
+        return {**os.environ, "KRB5_CONFIG": str(self.dir / "krb5.conf"),
+                "KRB5_KDC_PROFILE": str(self.dir / "kdc.conf"),
+                "KRB5CCNAME": f"FILE:{self.dir}/cc-{ccache}"}
+
+    def run(self, *args, input=None, ccache="default"):
+        return subprocess.run([tool(args[0]), *args[1:]], input=input, env=self.env(ccache),
+                              capture_output=True, text=True, check=True, timeout=30).stdout
+
+    def start(self):
+        self.run("kdb5_util", "create", "-s", "-r", self.REALM, "-P", "master-password")
+        self.proc = subprocess.Popen([tool("krb5kdc"), "-n"], env=self.env(),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc, "krb5kdc")
+        return self
+
+    def add_user(self, name, password):
+        self.run("kadmin.local", "-q", f"addprinc -pw {password} {name}")
+
+    def add_service(self, principal, keytab):
+        self.run("kadmin.local", "-q", f"addprinc -randkey {principal}")
+        self.run("kadmin.local", "-q", f"ktadd -k {keytab} {principal}")
+
+    def kinit(self, name, password, ccache=None):
+        self.run("kinit", name, input=password + "\n", ccache=ccache or name)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class HTTPProxy:
+    """configurable-http-proxy, JupyterHub's proxy: public port, API port, a token."""
+
+    def __init__(self, dir, default_target):
+        self.port, self.api_port = free_port(), free_port()
+        self.token = os.urandom(16).hex()
+        self.log = open(Path(dir) / "chp.log", "w")
+        assert CHP.exists(), f"{CHP} is missing: run `make deps`"
+        self.proc = subprocess.Popen(
+            [str(CHP), "--ip", "127.0.0.1", "--port", str(self.port), "--api-ip", "127.0.0.1",
+             "--api-port", str(self.api_port), "--default-target", default_target],
+            env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.token}, stdout=self.log, stderr=self.log)
+        wait_port(self.port, self.proc, "configurable-http-proxy")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+def chromium_dump_dom(url, dir):
+    """Loads url in headless Chromium and returns the rendered DOM."""
+    out = subprocess.run(
+        [tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={dir}/chromium-profile", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
