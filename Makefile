@@ -24,7 +24,14 @@ $(VENV)/.installed: e2e/requirements.txt
 	$(VENV)/bin/pip install --quiet -r e2e/requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv with the pinned e2e/requirements.txt (dask-gateway, distributed, bokeh, pytest)
+# One venv per JupyterHub version the hub tests run against (e2e/hub-<version>.txt).
+HUB_VERSIONS := 5.5 6.1
+$(VENV)/hub-%/.installed: e2e/hub-%.txt $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/hub-$*
+	$(VENV)/hub-$*/bin/pip install --quiet -r $<
+	touch $@
+
+venv: $(VENV)/.installed $(HUB_VERSIONS:%=$(VENV)/hub-%/.installed) ## create .venv with the pinned e2e/requirements.txt (dask-gateway, distributed, bokeh, pytest) and one JupyterHub venv per version
 
 deps: ## install the system tools tests drive: chromium, an MIT Kerberos KDC (apt, needs root), configurable-http-proxy (npm)
 	hack/install-deps

@@ -64,12 +64,56 @@ type Log struct {
 
 // Auth configures user authentication.
 type Auth struct {
-	// Type is "simple" (HTTP Basic).
+	// Type is "simple" (HTTP Basic) or "jupyterhub" (the user's hub token).
 	Type string `json:"type"`
 	// Password, if set, is required of every user (simple auth).
 	Password string `json:"password"`
-	// CacheMaxAge is how long a session cookie stays valid.
+	// CacheMaxAge is how long a session cookie stays valid, and with
+	// jupyterhub also how long a verified hub token is trusted without
+	// asking the hub again: a revoked token stops working within it.
 	CacheMaxAge cluster.Duration `json:"cache_max_age"`
+	// JupyterHubAPIURL is the hub's API URL (http://hub:8081/hub/api);
+	// empty means $JUPYTERHUB_API_URL.
+	JupyterHubAPIURL string `json:"jupyterhub_api_url"`
+	// JupyterHubAPIToken is the gateway's own service token; empty means
+	// $JUPYTERHUB_API_TOKEN. Required as upstream requires it; users are
+	// checked with their own tokens.
+	JupyterHubAPIToken string `json:"jupyterhub_api_token"`
+	// JupyterHubServiceName is the gateway's service name in the hub;
+	// empty means $JUPYTERHUB_SERVICE_NAME.
+	JupyterHubServiceName string `json:"jupyterhub_service_name"`
+	// UseServiceAccessScopes requires the access:services scope for this
+	// service of every token; null means on when a service name is known.
+	UseServiceAccessScopes *bool `json:"use_service_access_scopes"`
+	// TLSCert, TLSKey and TLSCA are the client certificate, its key and
+	// the CA bundle used when calling the hub (cert and key together).
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+	TLSCA   string `json:"tls_ca"`
+	// HubTimeout bounds each call to the hub; zero means 10s.
+	HubTimeout cluster.Duration `json:"hub_timeout"`
+}
+
+// hubEnvDefaults fills the JupyterHub settings left empty from the
+// variables a hub sets for its services.
+func (a *Auth) hubEnvDefaults(environ []string) {
+	get := func(k string) string {
+		for _, kv := range environ {
+			if v, ok := strings.CutPrefix(kv, k+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	for _, d := range []struct {
+		field *string
+		env   string
+	}{{&a.JupyterHubAPIURL, "JUPYTERHUB_API_URL"}, {&a.JupyterHubAPIToken, "JUPYTERHUB_API_TOKEN"}, {&a.JupyterHubServiceName, "JUPYTERHUB_SERVICE_NAME"}} {
+		if *d.field == "" {
+			*d.field = get(d.env)
+		}
+	}
+	a.JupyterHubAPIURL = strings.TrimRight(a.JupyterHubAPIURL, "/")
 }
 
 // Options declares the cluster option fields users see.
@@ -240,6 +284,7 @@ func Load(path string, environ []string) (*Config, error) {
 	if err := json.Unmarshal(b, &cfg); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, describeJSONError(err))
 	}
+	cfg.Auth.hubEnvDefaults(environ)
 	return &cfg, nil
 }
 
@@ -328,7 +373,18 @@ func (c *Config) Validate() error {
 	}
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "text", "json"))
-	add(oneOf("auth.type", c.Auth.Type, "simple"))
+	add(oneOf("auth.type", c.Auth.Type, "simple", "jupyterhub"))
+	if c.Auth.Type == "jupyterhub" {
+		if c.Auth.JupyterHubAPIURL == "" {
+			add(errors.New("auth.jupyterhub_api_url: required with auth.type jupyterhub (or set JUPYTERHUB_API_URL)"))
+		}
+		if c.Auth.JupyterHubAPIToken == "" {
+			add(errors.New("auth.jupyterhub_api_token: required with auth.type jupyterhub (or set JUPYTERHUB_API_TOKEN)"))
+		}
+		if (c.Auth.TLSCert == "") != (c.Auth.TLSKey == "") {
+			add(errors.New("auth.tls_cert and auth.tls_key must be set together"))
+		}
+	}
 	add(oneOf("backend.type", c.Backend.Type, "local", "kubernetes"))
 	if (c.Proxy.TLSCert == "") != (c.Proxy.TLSKey == "") {
 		add(errors.New("proxy.tls_cert and proxy.tls_key must be set together"))

@@ -117,3 +117,27 @@ func TestEnvValuesAreTypedByTheSchema(t *testing.T) {
 		})
 	}
 }
+
+func TestJupyterHubSettings(t *testing.T) {
+	p := write(t, "auth: {type: jupyterhub}\n")
+	cfg, err := Load(p, []string{"JUPYTERHUB_API_URL=http://hub:8081/hub/api/", "JUPYTERHUB_API_TOKEN=secret", "JUPYTERHUB_SERVICE_NAME=dask-gateway"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Auth; a.JupyterHubAPIURL != "http://hub:8081/hub/api" || a.JupyterHubAPIToken != "secret" || a.JupyterHubServiceName != "dask-gateway" {
+		t.Fatalf("hub settings from the environment: %+v", a)
+	}
+	cfg, err = Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	for _, key := range []string{"auth.jupyterhub_api_url", "auth.jupyterhub_api_token"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("missing %s: %v", key, err)
+		}
+	}
+}

@@ -122,3 +122,108 @@ def chromium_dump_dom(url, dir):
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
+
+
+VENV = ROOT / ".venv"
+HUB_VERSIONS = ["5.5", "6.1"]
+
+
+class JupyterHub:
+    """A real JupyterHub (from .venv/hub-<version>, made by `make venv`) with its
+    configurable-http-proxy on loopback: DummyAuthenticator users, the gateway
+    registered as the service `dask-gateway` at gateway_url, users' tokens granted
+    access to it, and an admin service for the test to drive the hub's REST API."""
+
+    def __init__(self, dir, version):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.version = version
+        self.port, self.hub_port, self.proxy_api_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.url}/hub/api"
+        self.gateway_token = os.urandom(16).hex()
+        self.admin_token = os.urandom(16).hex()
+        self.service_token = os.urandom(16).hex()
+        self.proc = None
+
+    def start(self, gateway_url):
+        exe = VENV / f"hub-{self.version}" / "bin" / "jupyterhub"
+        assert exe.exists(), f"{exe} is missing: run `make venv`"
+        (self.dir / "jupyterhub_config.py").write_text(f"""
+c = get_config()  # noqa
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {self.port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {self.hub_port}
+c.JupyterHub.db_url = "sqlite:///{self.dir}/hub.sqlite"
+c.JupyterHub.cookie_secret_file = "{self.dir}/cookie_secret"
+c.JupyterHub.pid_file = "{self.dir}/hub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {{"root"}}
+c.ConfigurableHTTPProxy.command = ["{CHP}"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
+c.ConfigurableHTTPProxy.auth_token = "{os.urandom(16).hex()}"
+c.ConfigurableHTTPProxy.pid_file = "{self.dir}/proxy.pid"
+c.JupyterHub.services = [
+    {{"name": "dask-gateway", "url": "{gateway_url}", "api_token": "{self.gateway_token}", "display": False}},
+    {{"name": "test-admin", "api_token": "{self.admin_token}"}},
+    {{"name": "any-service", "api_token": "{self.service_token}"}},
+]
+c.JupyterHub.load_roles = [
+    {{"name": "user", "scopes": ["self", "access:services!service=dask-gateway"]}},
+    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens"], "services": ["test-admin"]}},
+    {{"name": "gateway-users", "scopes": ["access:services!service=dask-gateway"], "services": ["any-service"]}},
+]
+""")
+        self.log = open(self.dir / "hub.log", "w")
+        self.proc = subprocess.Popen([str(exe), "-f", str(self.dir / "jupyterhub_config.py")],
+                                     cwd=self.dir, stdout=self.log, stderr=self.log, start_new_session=True)
+        deadline = time.time() + 60
+        while True:
+            try:
+                self.api("GET", "/")
+                break
+            except Exception:
+                assert self.proc.poll() is None, "jupyterhub exited:\n" + (self.dir / "hub.log").read_text()[-3000:]
+                assert time.time() < deadline, "jupyterhub not up after 60 s:\n" + (self.dir / "hub.log").read_text()[-3000:]
+                time.sleep(0.2)
+        return self
+
+    def api(self, method, path, body=None, token=None):
+        import json
+        import urllib.request
+        req = urllib.request.Request(self.api_url + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"token {token or self.admin_token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data = resp.read()
+            return json.loads(data) if data else None
+
+    def add_user(self, name, groups=()):
+        self.api("POST", f"/users/{name}")
+        for g in groups:
+            try:
+                self.api("POST", f"/groups/{g}")
+            except Exception:
+                pass  # exists already
+            self.api("POST", f"/groups/{g}/users", {"users": [name]})
+
+    def token(self, user, scopes=None):
+        body = {"note": "daskgate test"}
+        if scopes is not None:
+            body["scopes"] = scopes
+        return self.api("POST", f"/users/{user}/tokens", body)
+
+    def revoke(self, user, token_id):
+        self.api("DELETE", f"/users/{user}/tokens/{token_id}")
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, 15)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+        self.log.close()

@@ -22,8 +22,9 @@ func remoteAddr(ctx context.Context) string {
 // userHandler is a handler that needs an authenticated user.
 type userHandler func(w http.ResponseWriter, r *http.Request, u *cluster.User) error
 
-// withUser authenticates with the session cookie, else the configured
-// scheme (issuing a cookie on success). No credentials is a 401 with the
+// withUser authenticates with the configured scheme when the request
+// carries credentials (explicit credentials win), else with the session
+// cookie (issuing a cookie on each full authentication). No credentials is a 401 with the
 // scheme's challenge, which makes the client send them.
 func (s *Server) withUser(h userHandler) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
@@ -36,8 +37,10 @@ func (s *Server) withUser(h userHandler) handlerFunc {
 }
 
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*cluster.User, error) {
-	if u := s.cfg.Sessions.Lookup(r); u != nil {
-		return u, nil
+	if _, _, explicit := auth.SplitAuthorization(r); !explicit {
+		if u := s.cfg.Sessions.Lookup(r); u != nil {
+			return u, nil
+		}
 	}
 	u, err := s.cfg.Auth.Authenticate(r)
 	if errors.Is(err, auth.ErrUnauthorized) {
@@ -47,6 +50,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*cluster.
 	var he *httpError
 	if errors.As(err, &he) {
 		return nil, he
+	}
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		return nil, &httpError{Code: ae.Code, Msg: ae.Msg, Err: ae.Err}
 	}
 	if err != nil {
 		return nil, &httpError{Code: http.StatusBadGateway, Msg: "Failure verifying user credentials", Err: err}

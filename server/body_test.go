@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -75,5 +76,27 @@ func TestSlowBodyIs408(t *testing.T) {
 	}
 	if len(a.be.order) != 0 {
 		t.Fatal("a timed-out request created a cluster")
+	}
+}
+
+// A request's own credentials win over a session cookie: a cookie of
+// alice's cannot make bob's explicit request run as alice.
+func TestExplicitCredentialsWinOverCookie(t *testing.T) {
+	a := newAPI(t, nil)
+	_, _, h := a.do("GET", "/api/v1/clusters/", "alice", "")
+	cookie := strings.Split(h.Get("Set-Cookie"), ";")[0]
+	a.create("alice")
+	req, _ := http.NewRequest("GET", a.url+"/api/v1/clusters/", nil)
+	req.Header.Set("Cookie", cookie)
+	req.SetBasicAuth("bob", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("bob with alice's cookie sees %d %v, want his own (no) clusters", resp.StatusCode, body)
 	}
 }

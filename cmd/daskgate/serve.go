@@ -159,7 +159,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 			return nil, nil, nil, err
 		}
 	}
-	sc.Backend, sc.Auth, sc.Sessions = backend, auth.NewSimple(cfg.Auth.Password), auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
+	authn, err := newAuthenticator(cfg.Auth, log)
+	if err != nil {
+		closeBackend()
+		return nil, nil, nil, err
+	}
+	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	srv, err = server.New(sc)
 	if err != nil {

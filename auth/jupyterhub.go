@@ -1,0 +1,201 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+)
+
+// Error is an authentication failure that is not the user's fault (the
+// identity provider is down or refuses us): the server answers Code with
+// Msg and logs Err.
+type Error struct {
+	Code int
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Msg, e.Err) }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// JupyterHubConfig configures JupyterHub authentication.
+type JupyterHubConfig struct {
+	// APIURL is the hub's API, e.g. http://hub:8081/hub/api; requests go
+	// to APIURL + "/user", the URL kept byte for byte.
+	APIURL string
+	// ServiceName is the gateway's service name in the hub; with
+	// UseServiceAccessScopes a token must hold access:services or
+	// access:services!service=<ServiceName>.
+	ServiceName            string
+	UseServiceAccessScopes bool
+	// Client calls the hub (TLS and a timeout set by the caller); nil
+	// means a client with a 10 s timeout.
+	Client *http.Client
+	// CacheTTL is how long a verified token is trusted without asking the
+	// hub again, so a revoked token stops working within it; zero means
+	// 60 s.
+	CacheTTL time.Duration
+	// CacheSize bounds the cached tokens; zero means 10,000.
+	CacheSize int
+}
+
+// JupyterHub authenticates "Authorization: jupyterhub <token>" by asking
+// the hub who the token belongs to, with the user's own token, as
+// upstream's JupyterHubAuthenticator does.
+type JupyterHub struct {
+	cfg JupyterHubConfig
+	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedUser
+}
+
+type cachedUser struct {
+	user    cluster.User
+	expires time.Time
+}
+
+// NewJupyterHub checks cfg and applies defaults.
+func NewJupyterHub(cfg JupyterHubConfig) (*JupyterHub, error) {
+	if cfg.APIURL == "" {
+		return nil, errors.New("auth.jupyterhub_api_url (or JUPYTERHUB_API_URL) is required")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = time.Minute
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 10000
+	}
+	return &JupyterHub{cfg: cfg, now: time.Now, cache: map[[32]byte]cachedUser{}}, nil
+}
+
+// Scheme is "jupyterhub", the word the client's JupyterHubAuth answers.
+func (*JupyterHub) Scheme() string { return "jupyterhub" }
+
+// Authenticate returns the token's user from the cache or the hub. The
+// hub's 401, 403 and 404 (an unknown, revoked or expired token) and a
+// token without the access scope are ErrUnauthorized; the hub failing or
+// unreachable is a 502 *Error.
+func (j *JupyterHub) Authenticate(r *http.Request) (*cluster.User, error) {
+	kind, token, ok := SplitAuthorization(r)
+	token = strings.TrimSpace(token)
+	if !ok || kind != "jupyterhub" || token == "" {
+		return nil, ErrUnauthorized
+	}
+	key := sha256.Sum256([]byte(token))
+	if u, ok := j.cached(key); ok {
+		return u, nil
+	}
+	u, err := j.ask(r, token)
+	if err != nil {
+		return nil, err
+	}
+	j.remember(key, u)
+	return u, nil
+}
+
+// hubModel is the part of the hub's GET /user reply we use.
+type hubModel struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	Admin  bool     `json:"admin"`
+	Groups []string `json:"groups"`
+	Scopes []string `json:"scopes"`
+}
+
+func (j *JupyterHub) ask(r *http.Request, token string) (*cluster.User, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, j.cfg.APIURL+"/user", nil)
+	if err != nil {
+		return nil, &Error{Code: http.StatusInternalServerError, Msg: "Failure verifying user's JupyterHub API token", Err: err}
+	}
+	req.Header.Set("Authorization", "token "+token)
+	resp, err := j.cfg.Client.Do(req)
+	if err != nil {
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token", Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusNotFound:
+		return nil, ErrUnauthorized
+	case resp.StatusCode >= 500:
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token",
+			Err: fmt.Errorf("hub answered %s", resp.Status)}
+	case resp.StatusCode >= 400:
+		return nil, &Error{Code: http.StatusInternalServerError, Msg: "Failure verifying user's JupyterHub API token",
+			Err: fmt.Errorf("hub answered %s", resp.Status)}
+	case err != nil:
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token", Err: err}
+	}
+	var m hubModel
+	if err := json.Unmarshal(body, &m); err != nil || m.Name == "" {
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token",
+			Err: fmt.Errorf("hub's /user reply is not a user model: %v", err)}
+	}
+	if j.cfg.UseServiceAccessScopes && !slices.Contains(m.Scopes, "access:services") &&
+		!slices.Contains(m.Scopes, "access:services!service="+j.cfg.ServiceName) {
+		return nil, ErrUnauthorized
+	}
+	return userOf(m), nil
+}
+
+// userOf names hub users by name and anything else (services) as
+// "<kind>:<name>", as do names holding a colon, so that no service can
+// pass for a user.
+func userOf(m hubModel) *cluster.User {
+	name := m.Name
+	if m.Kind == "" {
+		m.Kind = "user"
+	}
+	if m.Kind != "user" || strings.Contains(name, ":") {
+		name = m.Kind + ":" + name
+	}
+	groups := m.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return &cluster.User{Name: name, Groups: groups, Admin: m.Admin}
+}
+
+func (j *JupyterHub) cached(key [32]byte) (*cluster.User, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	c, ok := j.cache[key]
+	if !ok || j.now().After(c.expires) {
+		delete(j.cache, key)
+		return nil, false
+	}
+	u := c.user
+	u.Groups = slices.Clone(c.user.Groups)
+	return &u, true
+}
+
+// remember caches u for CacheTTL. A full cache drops its expired entries
+// and, if still full, arbitrary ones: memory stays bounded whatever
+// tokens an attacker makes us verify.
+func (j *JupyterHub) remember(key [32]byte, u *cluster.User) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.cache) >= j.cfg.CacheSize {
+		now := j.now()
+		for k, c := range j.cache {
+			if now.After(c.expires) || len(j.cache) >= j.cfg.CacheSize {
+				delete(j.cache, k)
+			}
+		}
+	}
+	j.cache[key] = cachedUser{user: *u, expires: j.now().Add(j.cfg.CacheTTL)}
+}

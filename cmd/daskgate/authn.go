@@ -1,0 +1,71 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/daskgate/daskgate/auth"
+	"github.com/daskgate/daskgate/config"
+)
+
+// newAuthenticator builds the configured authentication scheme.
+func newAuthenticator(c config.Auth, log *slog.Logger) (auth.Authenticator, error) {
+	if c.Type != "jupyterhub" {
+		return auth.NewSimple(c.Password), nil
+	}
+	scopes := c.JupyterHubServiceName != ""
+	if c.UseServiceAccessScopes != nil {
+		scopes = *c.UseServiceAccessScopes
+	}
+	if !scopes {
+		log.Warn("JupyterHub access scopes are not checked: any valid hub token may use the gateway",
+			"setting", "auth.use_service_access_scopes", "service_name", c.JupyterHubServiceName)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.TLSCA != "" || c.TLSCert != "" {
+		tc, err := hubTLS(c)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = tc
+	}
+	timeout := time.Duration(c.HubTimeout)
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	log.Info("JupyterHub authentication", "api_url", c.JupyterHubAPIURL, "service_name", c.JupyterHubServiceName,
+		"access_scopes", scopes, "token_cache", time.Duration(c.CacheMaxAge).String())
+	return auth.NewJupyterHub(auth.JupyterHubConfig{
+		APIURL: c.JupyterHubAPIURL, ServiceName: c.JupyterHubServiceName, UseServiceAccessScopes: scopes,
+		Client: &http.Client{Transport: tr, Timeout: timeout}, CacheTTL: time.Duration(c.CacheMaxAge),
+	})
+}
+
+// hubTLS is the TLS configuration for calling the hub: a CA bundle and a
+// client certificate, each if configured.
+func hubTLS(c config.Auth) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("auth.tls_ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("auth.tls_ca: no certificates in %s", c.TLSCA)
+		}
+	}
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("auth.tls_cert/tls_key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

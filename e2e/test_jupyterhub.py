@@ -1,0 +1,140 @@
+"""JupyterHub authentication with a real JupyterHub (5.5, as the Helm chart ships it,
+and 6.1) and its configurable-http-proxy: the real client with a user's hub token
+reaches the gateway through the hub's proxy under /services/dask-gateway."""
+
+import time
+
+import pytest
+from dask_gateway import Gateway
+from dask_gateway.auth import JupyterHubAuth
+
+from conftest import Gateway as Daskgate
+from conftest import one_worker
+from realtools import HUB_VERSIONS, JupyterHub
+
+PREFIX = "/services/dask-gateway"
+
+# Members of the hub group "bigmem" see one more option field.
+GROUP_FIELDS = """
+package daskgate.options
+
+fields := [
+    {"field": "worker_cores", "type": "int", "default": 1, "min": 1, "max": 1},
+    {"field": "big", "type": "bool", "default": false, "label": "Big workers (bigmem group)"},
+] if "bigmem" in input.user.groups
+
+else := [{"field": "worker_cores", "type": "int", "default": 1, "min": 1, "max": 1}]
+
+config := {"worker_cores": input.options.worker_cores}
+"""
+
+
+@pytest.fixture(scope="module", params=HUB_VERSIONS)
+def hub(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"hub-{request.param}")
+    (tmp / "policies").mkdir()
+    (tmp / "policies" / "fields.rego").write_text(GROUP_FIELDS)
+    hub = JupyterHub(tmp / "hub", request.param)
+    gw = Daskgate(tmp, {
+        "prefix": PREFIX, "policies": [str(tmp / "policies")],
+        "auth": {"type": "jupyterhub", "jupyterhub_api_url": hub.api_url, "cache_max_age": "2s",
+                 "jupyterhub_api_token": hub.gateway_token, "jupyterhub_service_name": "dask-gateway"},
+    })
+    hub.start(gateway_url=f"http://127.0.0.1:{gw.port}")
+    gw.start()
+    hub.add_user("alice", groups=["bigmem"])
+    hub.add_user("bob")
+    hub.gateway = gw
+    yield hub
+    gw.stop()
+    hub.stop()
+
+
+def connect(hub, token):
+    """The client as a notebook in the hub has it: API through the hub's proxy,
+    scheduler TLS through the gateway's own port."""
+    return Gateway(f"{hub.url}{PREFIX}", proxy_address=f"gateway://127.0.0.1:{hub.gateway.port}",
+                   auth=JupyterHubAuth(api_token=token))
+
+
+def test_user_token_through_the_hub_proxy(hub):
+    alice_token = hub.token("alice")["token"]
+    bob_token = hub.token("bob")["token"]
+    with connect(hub, bob_token) as bob:
+        assert list(bob.cluster_options()) == ["worker_cores"]
+    with connect(hub, alice_token) as alice:
+        assert list(alice.cluster_options()) == ["worker_cores", "big"]  # hub group → policy
+        with alice.new_cluster() as cluster:
+            assert cluster.name in [c.name for c in alice.list_clusters()]
+            client, _ = one_worker(cluster)
+            assert client.submit(lambda x: x + 1, 1).result() == 2
+            client.close()
+            with connect(hub, bob_token) as bob:
+                assert bob.list_clusters() == []
+                with pytest.raises(Exception, match="lacks permissions|not found|403|404"):
+                    bob.connect(cluster.name)
+
+
+def test_service_token(hub):
+    with connect(hub, hub.service_token) as svc:
+        assert svc.list_clusters() == []
+        with svc.new_cluster() as cluster:
+            (info,) = svc.list_clusters()
+            assert info.name == cluster.name
+
+
+def status_of(hub, token):
+    """The gateway's status and challenge for a request with a hub token."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{hub.url}{PREFIX}/api/v1/clusters/",
+                                 headers={"Authorization": f"jupyterhub {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, ""
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("WWW-Authenticate", "")
+
+
+def test_token_without_the_access_scope_is_refused(hub):
+    token = hub.token("alice", scopes=["read:users:name!user=alice"])["token"]
+    assert status_of(hub, token) == (401, "jupyterhub")
+    assert status_of(hub, hub.token("alice")["token"]) == (200, "")
+    with connect(hub, token) as gw:
+        with pytest.raises(Exception):
+            gw.list_clusters()
+
+
+def test_bad_token_is_refused(hub):
+    assert status_of(hub, "not-a-token") == (401, "jupyterhub")  # the hub's 403, mapped to 401
+    with connect(hub, "not-a-token") as gw:
+        with pytest.raises(Exception):
+            gw.list_clusters()
+
+
+def test_revoked_token_stops_within_the_cache_age(hub):
+    t = hub.token("bob")
+    with connect(hub, t["token"]) as gw:
+        assert gw.list_clusters() == []
+        hub.revoke("bob", t["id"])
+        time.sleep(2.5)  # cache_max_age: 2s
+        with pytest.raises(Exception):
+            gw.list_clusters()
+    assert status_of(hub, t["token"]) == (401, "jupyterhub")
+
+
+def test_hub_down_is_a_clear_502(hub):
+    import urllib.error
+    import urllib.request
+
+    token = hub.token("bob")["token"]
+    hub.stop()
+    req = urllib.request.Request(f"{hub.gateway.address}/api/v1/clusters/",
+                                 headers={"Authorization": f"jupyterhub {token}"})
+    t0 = time.time()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 502
+    assert b"Upstream failure verifying user's JupyterHub API token" in e.value.read()
+    assert time.time() - t0 < 15
