@@ -6,9 +6,9 @@
 // Typical use:
 //
 //	a := auth.NewSimple("shared-password")
-//	sessions := auth.NewSessions(5 * time.Minute)
+//	sessions := auth.NewSessions(auth.SessionsConfig{MaxAge: 5 * time.Minute, Path: "/"})
 //	user, err := a.Authenticate(r) // errors.Is(err, auth.ErrUnauthorized) -> 401
-//	sessions.Issue(w, user)
+//	sessions.Issue(w, r, user)
 package auth
 
 import (

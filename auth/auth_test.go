@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,14 +55,20 @@ func TestSimple(t *testing.T) {
 }
 
 func TestSessions(t *testing.T) {
-	s := NewSessions(time.Minute)
+	s := NewSessions(SessionsConfig{MaxAge: time.Minute, Path: "/services/dask-gateway/"})
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	w := httptest.NewRecorder()
-	userAlice := cluster.User{Name: "alice"}
-	s.Issue(w, &userAlice)
+	userAlice := cluster.User{Name: "alice", Groups: []string{"g"}}
+	plain := httptest.NewRequest("GET", "/", nil)
+	s.Issue(w, plain, &userAlice)
 	cookie := w.Header().Get("Set-Cookie")
-	if !strings.Contains(cookie, "Max-Age=120; Path=/") || !strings.HasPrefix(cookie, s.name+"=") {
+	for _, attr := range []string{"Path=/services/dask-gateway/", "Max-Age=120", "HttpOnly", "SameSite=Lax"} {
+		if !strings.Contains(cookie, attr) {
+			t.Errorf("cookie %q lacks %s", cookie, attr)
+		}
+	}
+	if strings.Contains(cookie, "Secure") || !strings.HasPrefix(cookie, s.name+"=") {
 		t.Fatalf("cookie %q", cookie)
 	}
 	r := httptest.NewRequest("GET", "/", nil)
@@ -70,9 +77,19 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("lookup = %v", u)
 	}
 	w2 := httptest.NewRecorder()
-	s.Issue(w2, &userAlice)
+	s.Issue(w2, plain, &userAlice)
 	if w2.Header().Get("Set-Cookie") != cookie {
 		t.Fatal("a second login should reuse the session")
+	}
+	overTLS := httptest.NewRequest("GET", "https://gw/", nil)
+	forwarded := httptest.NewRequest("GET", "/", nil)
+	forwarded.Header.Set("X-Forwarded-Proto", "https")
+	for _, req := range []*http.Request{overTLS, forwarded} {
+		w3 := httptest.NewRecorder()
+		s.Issue(w3, req, &userAlice)
+		if !strings.Contains(w3.Header().Get("Set-Cookie"), "Secure") {
+			t.Errorf("cookie over TLS not Secure: %q", w3.Header().Get("Set-Cookie"))
+		}
 	}
 	now = now.Add(61 * time.Second)
 	if u := s.Lookup(r); u != nil {
@@ -82,6 +99,19 @@ func TestSessions(t *testing.T) {
 	forged.Header.Set("Cookie", s.name+"=deadbeef")
 	if s.Lookup(forged) != nil {
 		t.Fatal("unknown session accepted")
+	}
+}
+
+// An attacker minting user names (simple auth without a password) cannot
+// grow the session table without bound.
+func TestSessionsAreBounded(t *testing.T) {
+	s := NewSessions(SessionsConfig{Max: 100})
+	r := httptest.NewRequest("GET", "/", nil)
+	for i := range 10000 {
+		s.Issue(httptest.NewRecorder(), r, &cluster.User{Name: "u" + strconv.Itoa(i)})
+	}
+	if len(s.byID) > 100 || len(s.byUser) > 100 {
+		t.Fatalf("%d sessions, %d users held; bound 100", len(s.byID), len(s.byUser))
 	}
 }
 

@@ -4,7 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"strconv"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,13 +17,26 @@ import (
 // since the authentication. The cookie name is random per process, so a
 // restart makes clients re-authenticate (they get a 401 and retry).
 type Sessions struct {
-	name   string
-	maxAge time.Duration
-	now    func() time.Time
+	name string
+	cfg  SessionsConfig
+	now  func() time.Time
 
 	mu     sync.Mutex
 	byID   map[string]session
 	byUser map[string]string
+}
+
+// SessionsConfig configures the cookie cache.
+type SessionsConfig struct {
+	// MaxAge is how long a session lives (upstream's cache_max_age);
+	// zero means 5 minutes.
+	MaxAge time.Duration
+	// Path is the cookie's Path, the gateway's prefix; "" means "/".
+	Path string
+	// Max bounds the sessions held (one per user name); zero means
+	// 100,000. When full, expired sessions go first, then arbitrary ones
+	// (their users simply authenticate again).
+	Max int
 }
 
 type session struct {
@@ -30,15 +44,23 @@ type session struct {
 	created time.Time
 }
 
-// NewSessions returns a cache whose entries live maxAge (upstream's
-// cache_max_age, default 300 s).
-func NewSessions(maxAge time.Duration) *Sessions {
-	if maxAge <= 0 {
-		maxAge = 5 * time.Minute
+// NewSessions returns a cookie cache.
+func NewSessions(cfg SessionsConfig) *Sessions {
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 5 * time.Minute
 	}
-	return &Sessions{name: "daskgate-" + randomHex(8), maxAge: maxAge, now: time.Now,
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.Max <= 0 {
+		cfg.Max = 100000
+	}
+	return &Sessions{name: CookiePrefix + randomHex(8), cfg: cfg, now: time.Now,
 		byID: map[string]session{}, byUser: map[string]string{}}
 }
+
+// CookiePrefix starts every session cookie's name.
+const CookiePrefix = "daskgate-"
 
 // Lookup returns the user of a valid session cookie, or nil.
 func (s *Sessions) Lookup(r *http.Request) *cluster.User {
@@ -52,28 +74,64 @@ func (s *Sessions) Lookup(r *http.Request) *cluster.User {
 	if !ok {
 		return nil
 	}
-	if s.now().Sub(sess.created) > s.maxAge {
-		delete(s.byID, c.Value)
-		delete(s.byUser, sess.user.Name)
+	if s.expired(sess) {
+		s.drop(c.Value)
 		return nil
 	}
 	u := sess.user
+	u.Groups = slices.Clone(sess.user.Groups)
 	return &u
 }
 
-// Issue sets the session cookie for user. One session per user name: an
-// existing one is reused without refreshing its age.
-func (s *Sessions) Issue(w http.ResponseWriter, user *cluster.User) {
+// Issue sets the session cookie for user on a response to r. One
+// session per user name: an existing one is reused without refreshing
+// its age. The cookie is HttpOnly, SameSite=Lax, scoped to the prefix,
+// and Secure when r came over TLS (directly or per X-Forwarded-Proto).
+func (s *Sessions) Issue(w http.ResponseWriter, r *http.Request, user *cluster.User) {
 	s.mu.Lock()
 	id, ok := s.byUser[user.Name]
-	if sess, live := s.byID[id]; !ok || !live || s.now().Sub(sess.created) > s.maxAge {
-		delete(s.byID, id)
+	if sess, live := s.byID[id]; !ok || !live || s.expired(sess) {
+		s.drop(id)
+		s.makeRoom()
 		id = randomHex(16)
 		s.byID[id] = session{user: *user, created: s.now()}
 		s.byUser[user.Name] = id
 	}
 	s.mu.Unlock()
-	w.Header().Add("Set-Cookie", s.name+"="+id+"; Max-Age="+strconv.Itoa(int(2*s.maxAge.Seconds()))+"; Path=/")
+	c := &http.Cookie{Name: s.name, Value: id, Path: s.cfg.Path, MaxAge: int(2 * s.cfg.MaxAge.Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Secure: r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")}
+	w.Header().Add("Set-Cookie", c.String())
+}
+
+func (s *Sessions) expired(sess session) bool { return s.now().Sub(sess.created) > s.cfg.MaxAge }
+
+// drop removes session id; the caller holds s.mu.
+func (s *Sessions) drop(id string) {
+	if sess, ok := s.byID[id]; ok {
+		delete(s.byID, id)
+		if s.byUser[sess.user.Name] == id {
+			delete(s.byUser, sess.user.Name)
+		}
+	}
+}
+
+// makeRoom keeps the table under Max; the caller holds s.mu.
+func (s *Sessions) makeRoom() {
+	if len(s.byID) < s.cfg.Max {
+		return
+	}
+	for id, sess := range s.byID {
+		if s.expired(sess) {
+			s.drop(id)
+		}
+	}
+	for id := range s.byID {
+		if len(s.byID) < s.cfg.Max {
+			return
+		}
+		s.drop(id)
+	}
 }
 
 func randomHex(n int) string {

@@ -29,6 +29,7 @@ func (p *Proxy) dashboardProxy() http.Handler {
 			pr.Out.URL.Path, pr.Out.URL.RawPath = t.rest, ""
 			pr.SetURL(t.target)
 			pr.SetXForwarded()
+			p.dropCredentials(pr.Out.Header)
 		},
 		Transport:     &http.Transport{DialContext: p.cfg.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second},
 		FlushInterval: 100 * time.Millisecond,
@@ -47,6 +48,30 @@ func (p *Proxy) dashboardProxy() http.Handler {
 			p.log.Warn("dashboard proxy", "path", r.URL.Path, "err", err)
 			writeError(w, http.StatusBadGateway, "dashboard unreachable")
 		},
+	}
+}
+
+// dropCredentials removes the visitor's gateway credentials from a
+// request bound for a dashboard: the Authorization header and the
+// session cookies. The dashboard's own cookies pass.
+func (p *Proxy) dropCredentials(h http.Header) {
+	h.Del("Authorization")
+	h.Del("Proxy-Authorization")
+	prefix := p.cfg.SessionCookiePrefix
+	if prefix == "" {
+		prefix = "daskgate-"
+	}
+	var keep []string
+	for _, line := range h.Values("Cookie") {
+		for _, c := range strings.Split(line, ";") {
+			if name, _, _ := strings.Cut(strings.TrimSpace(c), "="); name != "" && !strings.HasPrefix(name, prefix) {
+				keep = append(keep, strings.TrimSpace(c))
+			}
+		}
+	}
+	h.Del("Cookie")
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
 	}
 }
 

@@ -65,6 +65,10 @@ type Config struct {
 	// AuthorizeDashboard, if set, decides each dashboard request; a denial
 	// is answered with its status and message as JSON. nil allows all.
 	AuthorizeDashboard func(r *http.Request, cluster string) (ok bool, code int, msg string)
+	// SessionCookiePrefix names the gateway's session cookies; they are
+	// removed, with the Authorization header, from every request passed
+	// to a dashboard (the cluster owner's code). Empty means "daskgate-".
+	SessionCookiePrefix string
 	// Registry gets the proxy's metrics; nil means a private registry.
 	Registry prometheus.Registerer
 	// DialContext dials targets; nil means a net.Dialer with keepalive.

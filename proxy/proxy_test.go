@@ -226,3 +226,29 @@ func TestDashboardAuthorization(t *testing.T) {
 		t.Fatalf("allowed = %q", b)
 	}
 }
+
+// A dashboard is the cluster owner's code: it never sees the visitor's
+// gateway credentials (Authorization, session cookies), only its own
+// cookies and the X-Forwarded-* headers.
+func TestDashboardNeverSeesGatewayCredentials(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) { c.SessionCookiePrefix = "daskgate-" })
+	seen := make(chan http.Header, 1)
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() }))
+	defer dash.Close()
+	f.table.SetCluster("abc", "tls://127.0.0.1:1", dash.URL)
+	req, _ := http.NewRequest("GET", "http://"+f.addr+"/clusters/abc/status", nil)
+	req.Header.Set("Authorization", "Basic YWRtaW46c2VjcmV0")
+	req.Header.Set("Cookie", "daskgate-1a2b=admin-session; bokeh-theme=dark; daskgate-other=x")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := <-seen
+	if h.Get("Authorization") != "" || strings.Contains(h.Get("Cookie"), "daskgate-") {
+		t.Fatalf("the dashboard saw the visitor's credentials: Authorization %q, Cookie %q", h.Get("Authorization"), h.Get("Cookie"))
+	}
+	if h.Get("Cookie") != "bokeh-theme=dark" || h.Get("X-Forwarded-For") == "" {
+		t.Fatalf("dashboard headers: Cookie %q, X-Forwarded-For %q", h.Get("Cookie"), h.Get("X-Forwarded-For"))
+	}
+}

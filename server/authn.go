@@ -58,7 +58,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*cluster.
 	if err != nil {
 		return nil, &httpError{Code: http.StatusBadGateway, Msg: "Failure verifying user credentials", Err: err}
 	}
-	s.cfg.Sessions.Issue(w, u)
+	s.cfg.Sessions.Issue(w, r, u)
 	return u, nil
 }
 

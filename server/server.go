@@ -92,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Backend and Auth are required")
 	}
 	if cfg.Sessions == nil {
-		cfg.Sessions = auth.NewSessions(0)
+		cfg.Sessions = auth.NewSessions(auth.SessionsConfig{})
 	}
 	if cfg.Options == nil {
 		cfg.Options = StaticOptions{}

@@ -95,7 +95,7 @@ func (l *listeners) close() {
 }
 
 func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *proxy.Table, reg prometheus.Registerer) (*proxy.Proxy, error) {
-	pc := proxy.Config{API: api, Routes: table, AuthorizeDashboard: api.AuthorizeDashboard, Prefix: cfg.Prefix, Logger: log, Registry: reg,
+	pc := proxy.Config{API: api, Routes: table, AuthorizeDashboard: api.AuthorizeDashboard, SessionCookiePrefix: auth.CookiePrefix, Prefix: cfg.Prefix, Logger: log, Registry: reg,
 		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), BodyTimeout: time.Duration(cfg.Proxy.BodyTimeout),
 		DialTimeout:    time.Duration(cfg.Proxy.DialTimeout),
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs}
@@ -164,7 +164,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 		closeBackend()
 		return nil, nil, nil, err
 	}
-	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(time.Duration(cfg.Auth.CacheMaxAge))
+	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	srv, err = server.New(sc)
 	if err != nil {
