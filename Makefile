@@ -18,7 +18,7 @@ help: ## list targets
 build: ## build bin/daskgate
 	$(GO) build -o $(BIN) ./cmd/daskgate
 
-$(VENV)/.installed: e2e/requirements.txt
+$(VENV)/.installed: e2e/requirements.txt | deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r e2e/requirements.txt

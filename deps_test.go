@@ -7,7 +7,8 @@ import (
 )
 
 // TestHeavyDependenciesHaveOneImporter keeps OPA behind policy/, bbolt
-// behind store/, wazero behind wasm/ and client-go behind backend/kube/.
+// behind store/, wazero behind wasm/, client-go behind backend/kube/ and
+// gokrb5 behind auth/kerberos/.
 func TestHeavyDependenciesHaveOneImporter(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
@@ -18,6 +19,7 @@ func TestHeavyDependenciesHaveOneImporter(t *testing.T) {
 		"go.etcd.io/bbolt":                 "github.com/daskgate/daskgate/store",
 		"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
 		"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
+		"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)

@@ -35,6 +35,13 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*cluster.User, error)
 }
 
+// Mutual is implemented by schemes whose successful authentication also
+// answers the client, on the same response (Kerberos' mutual-auth token
+// in WWW-Authenticate on the 200).
+type Mutual interface {
+	AuthenticateMutual(r *http.Request) (*cluster.User, http.Header, error)
+}
+
 // Simple is upstream's SimpleAuthenticator: HTTP Basic, any user name, and
 // an optional shared password compared in constant time.
 type Simple struct {

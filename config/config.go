@@ -92,6 +92,11 @@ type Auth struct {
 	TLSCA   string `json:"tls_ca"`
 	// HubTimeout bounds each call to the hub; zero means 10s.
 	HubTimeout cluster.Duration `json:"hub_timeout"`
+	// Keytab holds the gateway's Kerberos service keys (kerberos auth).
+	Keytab string `json:"keytab"`
+	// ServiceName is the Kerberos service tickets must be for
+	// (ServiceName/host@REALM).
+	ServiceName string `json:"service_name"`
 }
 
 // hubEnvDefaults fills the JupyterHub settings left empty from the
@@ -232,7 +237,7 @@ func Default() Config {
 	return Config{
 		Address: "127.0.0.1:8000", DataDir: "./daskgate-data", ShutdownTimeout: dur(30 * time.Second),
 		Log:     Log{Level: "info", Format: "text"},
-		Auth:    Auth{Type: "simple", CacheMaxAge: dur(5 * time.Minute)},
+		Auth:    Auth{Type: "simple", CacheMaxAge: dur(5 * time.Minute), Keytab: "dask_gateway.keytab", ServiceName: "HTTP"},
 		Cluster: cluster.DefaultConfig(),
 		Backend: Backend{
 			Type:                 "local",
@@ -373,7 +378,7 @@ func (c *Config) Validate() error {
 	}
 	add(oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(oneOf("log.format", c.Log.Format, "text", "json"))
-	add(oneOf("auth.type", c.Auth.Type, "simple", "jupyterhub"))
+	add(oneOf("auth.type", c.Auth.Type, "simple", "jupyterhub", "kerberos"))
 	if c.Auth.Type == "jupyterhub" {
 		if c.Auth.JupyterHubAPIURL == "" {
 			add(errors.New("auth.jupyterhub_api_url: required with auth.type jupyterhub (or set JUPYTERHUB_API_URL)"))

@@ -69,7 +69,7 @@ options: {fields: [{field: a, type: int, mn: 1}]}
 
 func TestValidateReportsAll(t *testing.T) {
 	cfg := Default()
-	cfg.Address, cfg.Log.Level, cfg.Auth.Type = "nope", "loud", "kerberos"
+	cfg.Address, cfg.Log.Level, cfg.Auth.Type = "nope", "loud", "ldap"
 	cfg.Cluster.WorkerCores = 0
 	err := cfg.Validate()
 	for _, want := range []string{"address", "log.level", "auth.type", "cluster: worker_cores"} {

@@ -42,7 +42,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*cluster.
 			return u, nil
 		}
 	}
-	u, err := s.cfg.Auth.Authenticate(r)
+	var u *cluster.User
+	var err error
+	if m, ok := s.cfg.Auth.(auth.Mutual); ok {
+		var reply http.Header
+		u, reply, err = m.AuthenticateMutual(r)
+		for k, v := range reply {
+			w.Header()[k] = v
+		}
+	} else {
+		u, err = s.cfg.Auth.Authenticate(r)
+	}
 	if errors.Is(err, auth.ErrUnauthorized) {
 		return nil, &httpError{Code: http.StatusUnauthorized, Msg: "Authentication required",
 			Header: http.Header{"Www-Authenticate": {s.cfg.Auth.Scheme()}}}

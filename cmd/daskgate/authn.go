@@ -10,12 +10,18 @@ import (
 	"time"
 
 	"github.com/daskgate/daskgate/auth"
+	"github.com/daskgate/daskgate/auth/kerberos"
 	"github.com/daskgate/daskgate/config"
 )
 
-// newAuthenticator builds the configured authentication scheme.
+// newAuthenticator builds the configured authentication scheme; an
+// unreadable keytab or a missing hub setting is an error here, at startup.
 func newAuthenticator(c config.Auth, log *slog.Logger) (auth.Authenticator, error) {
-	if c.Type != "jupyterhub" {
+	switch c.Type {
+	case "kerberos":
+		log.Info("Kerberos authentication", "keytab", c.Keytab, "service_name", c.ServiceName)
+		return kerberos.New(kerberos.Config{Keytab: c.Keytab, ServiceName: c.ServiceName})
+	case "simple":
 		return auth.NewSimple(c.Password), nil
 	}
 	scopes := c.JupyterHubServiceName != ""
