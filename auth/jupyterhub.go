@@ -1,12 +1,14 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +49,22 @@ type JupyterHubConfig struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the cached tokens; zero means 10,000.
 	CacheSize int
+	// OAuth signs browsers in through the hub (for dashboards); its zero
+	// value means no browser sign-in.
+	OAuth HubOAuth
+}
+
+// HubOAuth is the gateway's OAuth client registration in the hub.
+type HubOAuth struct {
+	// AuthorizeURL is where browsers go to sign in, usually relative to
+	// the hub's public origin: /hub/api/oauth2/authorize.
+	AuthorizeURL string
+	// ClientID is the hub's name for the gateway, service-<service name>;
+	// ClientSecret is the gateway's service token.
+	ClientID, ClientSecret string
+	// RedirectURI is the callback the hub sends browsers back to,
+	// <prefix>/oauth_callback.
+	RedirectURI string
 }
 
 // JupyterHub authenticates "Authorization: jupyterhub <token>" by asking
@@ -99,7 +117,7 @@ func (j *JupyterHub) Authenticate(r *http.Request) (*cluster.User, error) {
 	if u, ok := j.cached(key); ok {
 		return u, nil
 	}
-	u, err := j.ask(r, token)
+	u, err := j.ask(r.Context(), token)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +134,8 @@ type hubModel struct {
 	Scopes []string `json:"scopes"`
 }
 
-func (j *JupyterHub) ask(r *http.Request, token string) (*cluster.User, error) {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, j.cfg.APIURL+"/user", nil)
+func (j *JupyterHub) ask(ctx context.Context, token string) (*cluster.User, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.cfg.APIURL+"/user", nil)
 	if err != nil {
 		return nil, &Error{Code: http.StatusInternalServerError, Msg: "Failure verifying user's JupyterHub API token", Err: err}
 	}
@@ -198,4 +216,48 @@ func (j *JupyterHub) remember(key [32]byte, u *cluster.User) {
 		}
 	}
 	j.cache[key] = cachedUser{user: *u, expires: j.now().Add(j.cfg.CacheTTL)}
+}
+
+// LoginURL is where to send a browser to sign in at the hub; state comes
+// back on the callback. It is "" when browser sign-in is not configured.
+func (j *JupyterHub) LoginURL(state string) string {
+	o := j.cfg.OAuth
+	if o.AuthorizeURL == "" {
+		return ""
+	}
+	q := url.Values{"client_id": {o.ClientID}, "redirect_uri": {o.RedirectURI}, "response_type": {"code"}, "state": {state}}
+	return o.AuthorizeURL + "?" + q.Encode()
+}
+
+// Exchange turns the code of an OAuth callback into the signed-in user:
+// the code is exchanged at the hub for an access token, whose owner the
+// hub then names. A code the hub refuses is ErrUnauthorized.
+func (j *JupyterHub) Exchange(ctx context.Context, code string) (*cluster.User, error) {
+	o := j.cfg.OAuth
+	form := url.Values{"client_id": {o.ClientID}, "client_secret": {o.ClientSecret}, "grant_type": {"authorization_code"},
+		"code": {code}, "redirect_uri": {o.RedirectURI}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.cfg.APIURL+"/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := j.cfg.Client.Do(req)
+	if err != nil {
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: err}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case resp.StatusCode >= 500:
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: fmt.Errorf("hub answered %s", resp.Status)}
+	case resp.StatusCode >= 400:
+		return nil, fmt.Errorf("%w: the hub refused the sign-in code: %s", ErrUnauthorized, resp.Status)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: fmt.Errorf("no access token in the hub's reply: %v", err)}
+	}
+	return j.ask(ctx, tok.AccessToken)
 }

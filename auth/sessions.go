@@ -59,6 +59,9 @@ func NewSessions(cfg SessionsConfig) *Sessions {
 		byID: map[string]session{}, byUser: map[string]string{}}
 }
 
+// Name is the session cookie's name (random per process).
+func (s *Sessions) Name() string { return s.name }
+
 // CookiePrefix starts every session cookie's name.
 const CookiePrefix = "daskgate-"
 

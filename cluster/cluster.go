@@ -174,6 +174,10 @@ type AuthzRequest struct {
 	Usage Usage
 	// RemoteAddr is the client's address (after PROXY protocol).
 	RemoteAddr string
+	// DashboardSignIn says that browsers sign in (at the hub) before a
+	// dashboard: the default rule then keeps dashboards to their owner
+	// and admins instead of leaving them open as upstream does.
+	DashboardSignIn bool
 }
 
 // SortByStart orders clusters oldest first (ties by name), the order

@@ -92,11 +92,32 @@ type Auth struct {
 	TLSCA   string `json:"tls_ca"`
 	// HubTimeout bounds each call to the hub; zero means 10s.
 	HubTimeout cluster.Duration `json:"hub_timeout"`
+	// DashboardLogin sends browsers without a session that open a
+	// dashboard to sign in at the hub (OAuth); null means on with
+	// jupyterhub auth.
+	DashboardLogin *bool `json:"dashboard_login"`
+	// JupyterHubOAuthAuthorizeURL is the hub's authorize endpoint as the
+	// browser reaches it; empty means $JUPYTERHUB_BASE_URL (else "/")
+	// followed by hub/api/oauth2/authorize.
+	JupyterHubOAuthAuthorizeURL string `json:"jupyterhub_oauth_authorize_url"`
+	// JupyterHubOAuthClientID is the gateway's OAuth client id; empty
+	// means $JUPYTERHUB_CLIENT_ID, else service-<service name>.
+	JupyterHubOAuthClientID string `json:"jupyterhub_oauth_client_id"`
+	// JupyterHubOAuthRedirectURI is the callback registered in the hub;
+	// empty means $JUPYTERHUB_OAUTH_CALLBACK_URL, else
+	// <prefix>/oauth_callback.
+	JupyterHubOAuthRedirectURI string `json:"jupyterhub_oauth_redirect_uri"`
 	// Keytab holds the gateway's Kerberos service keys (kerberos auth).
 	Keytab string `json:"keytab"`
 	// ServiceName is the Kerberos service tickets must be for
 	// (ServiceName/host@REALM).
 	ServiceName string `json:"service_name"`
+}
+
+// SignsInBrowsers reports whether dashboards send browsers without a
+// session to sign in at the hub: jupyterhub auth with dashboard_login on.
+func (a *Auth) SignsInBrowsers() bool {
+	return a.Type == "jupyterhub" && (a.DashboardLogin == nil || *a.DashboardLogin)
 }
 
 // hubEnvDefaults fills the JupyterHub settings left empty from the
@@ -113,10 +134,18 @@ func (a *Auth) hubEnvDefaults(environ []string) {
 	for _, d := range []struct {
 		field *string
 		env   string
-	}{{&a.JupyterHubAPIURL, "JUPYTERHUB_API_URL"}, {&a.JupyterHubAPIToken, "JUPYTERHUB_API_TOKEN"}, {&a.JupyterHubServiceName, "JUPYTERHUB_SERVICE_NAME"}} {
+	}{{&a.JupyterHubAPIURL, "JUPYTERHUB_API_URL"}, {&a.JupyterHubAPIToken, "JUPYTERHUB_API_TOKEN"}, {&a.JupyterHubServiceName, "JUPYTERHUB_SERVICE_NAME"},
+		{&a.JupyterHubOAuthClientID, "JUPYTERHUB_CLIENT_ID"}, {&a.JupyterHubOAuthRedirectURI, "JUPYTERHUB_OAUTH_CALLBACK_URL"}} {
 		if *d.field == "" {
 			*d.field = get(d.env)
 		}
+	}
+	if a.JupyterHubOAuthAuthorizeURL == "" {
+		base := get("JUPYTERHUB_BASE_URL")
+		if base == "" {
+			base = "/"
+		}
+		a.JupyterHubOAuthAuthorizeURL = strings.TrimRight(base, "/") + "/hub/api/oauth2/authorize"
 	}
 	a.JupyterHubAPIURL = strings.TrimRight(a.JupyterHubAPIURL, "/")
 }

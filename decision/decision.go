@@ -69,6 +69,7 @@ func OptionsInput(u *cluster.User, values options.Values, transformed map[string
 func AuthorizeInput(req cluster.AuthzRequest) map[string]any {
 	in := map[string]any{
 		"user": User(req.User), "action": string(req.Action), "remote_addr": req.RemoteAddr,
+		"dashboard_sign_in": req.DashboardSignIn,
 		"usage": map[string]any{"clusters": req.Usage.Clusters, "workers": req.Usage.Workers,
 			"cores": req.Usage.Cores, "memory": req.Usage.Memory},
 	}

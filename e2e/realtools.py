@@ -113,12 +113,14 @@ class HTTPProxy:
         self.log.close()
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
 def chromium_dump_dom(url, dir):
     """Loads url in headless Chromium and returns the rendered DOM."""
     out = subprocess.run(
-        [tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={dir}/chromium-profile", "--dump-dom", url],
+        [tool("chromium"), "--headless", *CHROMIUM_ARGS, f"--user-data-dir={dir}/chromium-profile", "--dump-dom", url],
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
@@ -166,7 +168,8 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
 c.ConfigurableHTTPProxy.auth_token = "{os.urandom(16).hex()}"
 c.ConfigurableHTTPProxy.pid_file = "{self.dir}/proxy.pid"
 c.JupyterHub.services = [
-    {{"name": "dask-gateway", "url": "{gateway_url}", "api_token": "{self.gateway_token}", "display": False}},
+    {{"name": "dask-gateway", "url": "{gateway_url}", "api_token": "{self.gateway_token}", "display": False,
+      "oauth_no_confirm": True}},
     {{"name": "test-admin", "api_token": "{self.admin_token}"}},
     {{"name": "any-service", "api_token": "{self.service_token}"}},
 ]

@@ -124,6 +124,77 @@ def test_revoked_token_stops_within_the_cache_age(hub):
     assert status_of(hub, t["token"]) == (401, "jupyterhub")
 
 
+def browser():
+    """An HTTP session as a browser has one: cookies kept, redirects followed."""
+    import http.cookiejar
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+
+def sign_in_at_hub(opener, start_url, user):
+    """Open start_url, land on the hub's login form, sign in as user; returns the
+    response of the page the redirects end on."""
+    import re
+    import urllib.parse
+
+    resp = opener.open(start_url, timeout=30)
+    assert "/hub/login" in resp.geturl(), resp.geturl()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', resp.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": user, "password": "any", "_xsrf": xsrf}).encode()
+    return opener.open(resp.geturl(), data=form, timeout=60)
+
+
+def test_dashboard_behind_the_hub_login(hub, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from realtools import CHROMIUM_ARGS, tool
+
+    with connect(hub, hub.token("alice")["token"]) as gw, gw.new_cluster() as cluster:
+        url = f"{hub.url}{PREFIX}/clusters/{cluster.name}/status"
+        assert cluster.dashboard_link == url
+
+        # Without a session a browser is sent to the hub's OAuth, not served.
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args):
+                return None
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.build_opener(NoRedirect).open(url, timeout=10)
+        assert e.value.code == 302
+        assert e.value.headers["Location"].startswith("/hub/api/oauth2/authorize?client_id=service-dask-gateway&")
+
+        # The owner signs in at the hub's form and lands on her dashboard.
+        resp = sign_in_at_hub(browser(), url, "alice")
+        assert resp.geturl() == url and resp.status == 200
+        assert "bokeh" in resp.read().decode().lower()
+
+        # Signed in, bob is still not let into alice's dashboard.
+        with pytest.raises(urllib.error.HTTPError) as e:
+            sign_in_at_hub(browser(), url, "bob")
+        assert e.value.code == 403
+
+        # The same in a real browser: the page renders and its websocket connects.
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=tool("chromium"), args=CHROMIUM_ARGS)
+            try:
+                page = b.new_page()
+                sockets = []
+                page.on("websocket", lambda ws: sockets.append(ws))
+                page.goto(url)
+                page.fill("#username_input", "alice")
+                page.fill("#password_input", "any")
+                page.click("#login_submit")
+                page.wait_for_url(url, timeout=30000)
+                page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=30000)
+                assert any("/ws" in ws.url and not ws.is_closed() for ws in sockets), [ws.url for ws in sockets]
+            finally:
+                b.close()
+
+
+# Last in this module: it stops the hub.
 def test_hub_down_is_a_clear_502(hub):
     import urllib.error
     import urllib.request

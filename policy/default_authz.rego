@@ -6,8 +6,18 @@ default allow := false
 
 allow if input.action in {"create", "list"}
 
-# Dashboards are open, as upstream: browsers send no API credentials.
-allow if input.action == "dashboard"
+# Dashboards are open, as upstream (browsers send no API credentials),
+# unless browsers sign in at the hub first: then they are the owner's and
+# the admins'.
+allow if {
+	input.action == "dashboard"
+	not input.dashboard_sign_in
+}
+
+allow if {
+	input.action == "dashboard"
+	input.user.admin
+}
 
 allow if input.cluster.owner == input.user.name
 

@@ -62,9 +62,10 @@ type Config struct {
 	// TrustedProxies are CIDRs (or addresses) whose connections may start
 	// with a PROXY v1/v2 header; from anyone else a header is not read.
 	TrustedProxies []string
-	// AuthorizeDashboard, if set, decides each dashboard request; a denial
-	// is answered with its status and message as JSON. nil allows all.
-	AuthorizeDashboard func(r *http.Request, cluster string) (ok bool, code int, msg string)
+	// AuthorizeDashboard, if set, decides each dashboard request; when it
+	// returns false it has answered the request itself (an error, or a
+	// redirect to sign in). nil allows all.
+	AuthorizeDashboard func(w http.ResponseWriter, r *http.Request, cluster string) bool
 	// SessionCookiePrefix names the gateway's session cookies; they are
 	// removed, with the Authorization header, from every request passed
 	// to a dashboard (the cluster owner's code). Empty means "daskgate-".
@@ -263,8 +264,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name, rest, ok := dashboardPath(path); ok {
 		if route, ok := p.cfg.Routes.Lookup(name); ok && route.Dashboard != "" {
 			if p.cfg.AuthorizeDashboard != nil {
-				if ok, code, msg := p.cfg.AuthorizeDashboard(r, name); !ok {
-					writeError(w, code, msg)
+				if !p.cfg.AuthorizeDashboard(w, r, name) {
 					return
 				}
 			}

@@ -204,8 +204,12 @@ func TestTableSkipsNoOps(t *testing.T) {
 
 func TestDashboardAuthorization(t *testing.T) {
 	f := newFixture(t, "", func(c *Config) {
-		c.AuthorizeDashboard = func(r *http.Request, name string) (bool, int, string) {
-			return r.Header.Get("X-Allowed") == "yes", http.StatusForbidden, "not for you: " + name
+		c.AuthorizeDashboard = func(w http.ResponseWriter, r *http.Request, name string) bool {
+			if r.Header.Get("X-Allowed") == "yes" {
+				return true
+			}
+			writeError(w, http.StatusForbidden, "not for you: "+name)
+			return false
 		}
 	})
 	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dash") }))

@@ -17,13 +17,19 @@ type Authorizer interface {
 // OwnerOnly is upstream's rule: anyone may create and list (their own),
 // only a cluster's owner may act on it, and dashboards are open (upstream
 // never authenticates them; the unguessable name is the protection).
+// When browsers sign in at the hub (req.DashboardSignIn), dashboards are
+// the owner's and the admins' only.
 type OwnerOnly struct{}
 
-// Authorize allows create, list and dashboard, and other per-cluster
-// actions to the owner.
+// Authorize allows create and list, other per-cluster actions to the
+// owner, and dashboards to all or, with sign-in, to the owner and admins.
 func (OwnerOnly) Authorize(_ context.Context, req cluster.AuthzRequest) (bool, string, error) {
-	if req.Cluster == nil || req.Action == cluster.ActionDashboard || req.Cluster.Username == req.User.Name {
+	openDashboard := req.Action == cluster.ActionDashboard && (!req.DashboardSignIn || req.User.Admin)
+	if req.Cluster == nil || openDashboard || req.Cluster.Username == req.User.Name {
 		return true, "", nil
+	}
+	if req.Action == cluster.ActionDashboard {
+		return false, fmt.Sprintf("User %s may not open the dashboard of cluster %s", req.User.Name, req.Cluster.Name), nil
 	}
 	verb := "view"
 	if req.Action == cluster.ActionStop {
@@ -32,14 +38,29 @@ func (OwnerOnly) Authorize(_ context.Context, req cluster.AuthzRequest) (bool, s
 	return false, fmt.Sprintf("User %s lacks permissions to %s cluster %s", req.User.Name, verb, req.Cluster.Name), nil
 }
 
-// AuthorizeDashboard decides a dashboard request for the proxy: the user
-// comes from the session cookie or Authorization header when present,
-// else is anonymous. It returns the HTTP status and message of a denial.
-func (s *Server) AuthorizeDashboard(r *http.Request, name string) (ok bool, code int, msg string) {
+// AuthorizeDashboard decides a dashboard request for the proxy and
+// answers the ones it refuses: a browser without a session is sent to
+// sign in at the hub when browser sign-in is configured (GET only);
+// anything else refused gets a JSON error. It reports whether the proxy
+// may serve the dashboard.
+func (s *Server) AuthorizeDashboard(w http.ResponseWriter, r *http.Request, name string) bool {
 	u := s.cfg.Sessions.Lookup(r)
 	if u == nil && r.Header.Get("Authorization") != "" {
 		u, _ = s.cfg.Auth.Authenticate(r)
 	}
+	if u == nil && s.cfg.Login != nil && r.Method == http.MethodGet {
+		s.startLogin(w, r)
+		return false
+	}
+	ok, code, msg := s.decideDashboard(r, u, name)
+	if !ok {
+		writeJSON(w, code, map[string]string{"error": msg})
+	}
+	return ok
+}
+
+// decideDashboard asks the authorizer about user u (nil: anonymous).
+func (s *Server) decideDashboard(r *http.Request, u *cluster.User, name string) (ok bool, code int, msg string) {
 	if u == nil {
 		u = &cluster.User{Groups: []string{}}
 	}
@@ -48,7 +69,7 @@ func (s *Server) AuthorizeDashboard(r *http.Request, name string) (ok bool, code
 		return false, http.StatusNotFound, "Cluster " + name + " not found"
 	}
 	allow, reason, err := s.cfg.Authorizer.Authorize(r.Context(), cluster.AuthzRequest{User: u, Action: cluster.ActionDashboard,
-		Cluster: c, RemoteAddr: r.RemoteAddr})
+		Cluster: c, RemoteAddr: r.RemoteAddr, DashboardSignIn: s.cfg.Login != nil})
 	switch {
 	case err != nil:
 		s.log.ErrorContext(r.Context(), "dashboard authorization failed", "cluster", name, "err", err)

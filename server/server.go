@@ -51,6 +51,13 @@ type Config struct {
 	// Auth authenticates users; Sessions caches them in a cookie.
 	Auth     auth.Authenticator
 	Sessions *auth.Sessions
+	// Login, if set, signs browsers in for dashboards (JupyterHub OAuth):
+	// a dashboard request without a session is sent to LoginURL, and
+	// <prefix>/oauth_callback finishes the sign-in.
+	Login Login
+	// Prefix is the public URL prefix ("" or "/x/y"), for the sign-in's
+	// cookie path and the pages it returns to.
+	Prefix string
 	// Options gives each user's option fields and turns values into
 	// ClusterConfig overrides; nil means no fields.
 	Options OptionHandler

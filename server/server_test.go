@@ -445,20 +445,27 @@ func TestAuthorizeDashboard(t *testing.T) {
 	open := newAPI(t, nil)
 	s, _ := New(Config{Backend: open.be, Auth: auth.NewSimple(""), ClusterConfig: cluster.DefaultConfig()})
 	name := open.create("alice")
+	decide := func(s *Server, r *http.Request, name string) (bool, int, string) {
+		w := httptest.NewRecorder()
+		ok := s.AuthorizeDashboard(w, r, name)
+		var body map[string]string
+		json.Unmarshal(w.Body.Bytes(), &body)
+		return ok, w.Code, body["error"]
+	}
 	anon := httptest.NewRequest("GET", "/clusters/"+name+"/status", nil)
-	if ok, _, _ := s.AuthorizeDashboard(anon, name); !ok {
+	if ok, _, _ := decide(s, anon, name); !ok {
 		t.Fatal("upstream default: dashboards are open")
 	}
-	if ok, code, _ := s.AuthorizeDashboard(anon, "nope"); ok || code != 404 {
+	if ok, code, _ := decide(s, anon, "nope"); ok || code != 404 {
 		t.Fatalf("unknown cluster: %v %d", ok, code)
 	}
 	strict, _ := New(Config{Backend: open.be, Auth: auth.NewSimple(""), ClusterConfig: cluster.DefaultConfig(), Authorizer: noAnonymous{}})
-	if ok, code, msg := strict.AuthorizeDashboard(anon, name); ok || code != 403 || msg != "log in first" {
+	if ok, code, msg := decide(strict, anon, name); ok || code != 403 || msg != "log in first" {
 		t.Fatalf("anonymous under policy: %v %d %q", ok, code, msg)
 	}
 	withCreds := httptest.NewRequest("GET", "/clusters/"+name+"/status", nil)
 	withCreds.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:")))
-	if ok, _, _ := strict.AuthorizeDashboard(withCreds, name); !ok {
+	if ok, _, _ := decide(strict, withCreds, name); !ok {
 		t.Fatal("the owner with credentials is allowed")
 	}
 }

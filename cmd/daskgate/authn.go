@@ -12,17 +12,20 @@ import (
 	"github.com/daskgate/daskgate/auth"
 	"github.com/daskgate/daskgate/auth/kerberos"
 	"github.com/daskgate/daskgate/config"
+	"github.com/daskgate/daskgate/server"
 )
 
-// newAuthenticator builds the configured authentication scheme; an
+// newAuthenticator builds the configured authentication scheme and, with
+// jupyterhub, the browser sign-in for dashboards (nil when off); an
 // unreadable keytab or a missing hub setting is an error here, at startup.
-func newAuthenticator(c config.Auth, log *slog.Logger) (auth.Authenticator, error) {
+func newAuthenticator(c config.Auth, prefix string, log *slog.Logger) (auth.Authenticator, server.Login, error) {
 	switch c.Type {
 	case "kerberos":
 		log.Info("Kerberos authentication", "keytab", c.Keytab, "service_name", c.ServiceName)
-		return kerberos.New(kerberos.Config{Keytab: c.Keytab, ServiceName: c.ServiceName})
+		k, err := kerberos.New(kerberos.Config{Keytab: c.Keytab, ServiceName: c.ServiceName})
+		return k, nil, err
 	case "simple":
-		return auth.NewSimple(c.Password), nil
+		return auth.NewSimple(c.Password), nil, nil
 	}
 	scopes := c.JupyterHubServiceName != ""
 	if c.UseServiceAccessScopes != nil {
@@ -36,7 +39,7 @@ func newAuthenticator(c config.Auth, log *slog.Logger) (auth.Authenticator, erro
 	if c.TLSCA != "" || c.TLSCert != "" {
 		tc, err := hubTLS(c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tr.TLSClientConfig = tc
 	}
@@ -44,12 +47,29 @@ func newAuthenticator(c config.Auth, log *slog.Logger) (auth.Authenticator, erro
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	login := c.SignsInBrowsers()
+	oauth := auth.HubOAuth{AuthorizeURL: c.JupyterHubOAuthAuthorizeURL, ClientID: c.JupyterHubOAuthClientID,
+		ClientSecret: c.JupyterHubAPIToken, RedirectURI: c.JupyterHubOAuthRedirectURI}
+	if oauth.ClientID == "" {
+		oauth.ClientID = "service-" + c.JupyterHubServiceName
+	}
+	if oauth.RedirectURI == "" {
+		oauth.RedirectURI = prefix + "/oauth_callback"
+	}
+	if !login {
+		oauth = auth.HubOAuth{}
+	}
 	log.Info("JupyterHub authentication", "api_url", c.JupyterHubAPIURL, "service_name", c.JupyterHubServiceName,
-		"access_scopes", scopes, "token_cache", time.Duration(c.CacheMaxAge).String())
-	return auth.NewJupyterHub(auth.JupyterHubConfig{
+		"access_scopes", scopes, "token_cache", time.Duration(c.CacheMaxAge).String(),
+		"dashboard_login", login, "oauth_client_id", oauth.ClientID, "oauth_redirect_uri", oauth.RedirectURI)
+	hub, err := auth.NewJupyterHub(auth.JupyterHubConfig{
 		APIURL: c.JupyterHubAPIURL, ServiceName: c.JupyterHubServiceName, UseServiceAccessScopes: scopes,
-		Client: &http.Client{Transport: tr, Timeout: timeout}, CacheTTL: time.Duration(c.CacheMaxAge),
+		Client: &http.Client{Transport: tr, Timeout: timeout}, CacheTTL: time.Duration(c.CacheMaxAge), OAuth: oauth,
 	})
+	if err != nil || !login {
+		return hub, nil, err
+	}
+	return hub, hub, nil
 }
 
 // hubTLS is the TLS configuration for calling the hub: a CA bundle and a

@@ -159,11 +159,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 			return nil, nil, nil, err
 		}
 	}
-	authn, err := newAuthenticator(cfg.Auth, log)
+	authn, login, err := newAuthenticator(cfg.Auth, cfg.Prefix, log)
 	if err != nil {
 		closeBackend()
 		return nil, nil, nil, err
 	}
+	sc.Login, sc.Prefix = login, cfg.Prefix
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	srv, err = server.New(sc)
