@@ -229,6 +229,15 @@ func (j *JupyterHub) LoginURL(state string) string {
 	return o.AuthorizeURL + "?" + q.Encode()
 }
 
+// LogoutURL is the hub's logout page, beside its authorize endpoint.
+func (j *JupyterHub) LogoutURL() string {
+	base, ok := strings.CutSuffix(j.cfg.OAuth.AuthorizeURL, "/api/oauth2/authorize")
+	if !ok {
+		return ""
+	}
+	return base + "/logout"
+}
+
 // Exchange turns the code of an OAuth callback into the signed-in user:
 // the code is exchanged at the hub for an access token, whose owner the
 // hub then names. A code the hub refuses is ErrUnauthorized.

@@ -166,3 +166,25 @@ func TestJupyterHubDownIsA502NotAHang(t *testing.T) {
 		t.Fatalf("hub down: %v, want a 502", err)
 	}
 }
+
+// A hub behind a redirect (a moved API path) is followed, the user's
+// token going along on the same host.
+func TestJupyterHubFollowsRedirects(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/old/api/user", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/hub/api/user", http.StatusTemporaryRedirect)
+	})
+	mux.HandleFunc("/hub/api/user", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "token tok" {
+			w.WriteHeader(403)
+			return
+		}
+		w.Write([]byte(`{"kind": "user", "name": "alice"}`))
+	})
+	hub := httptest.NewServer(mux)
+	defer hub.Close()
+	j, _ := NewJupyterHub(JupyterHubConfig{APIURL: hub.URL + "/old/api"})
+	if u, err := j.Authenticate(hubRequest("tok")); err != nil || u.Name != "alice" {
+		t.Fatalf("through a redirect: %v %v", u, err)
+	}
+}

@@ -107,6 +107,18 @@ func (s *Sessions) Issue(w http.ResponseWriter, r *http.Request, user *cluster.U
 	w.Header().Add("Set-Cookie", c.String())
 }
 
+// Revoke ends the session of r's cookie, if any, and tells the browser
+// to drop the cookie.
+func (s *Sessions) Revoke(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(s.name); err == nil {
+		s.mu.Lock()
+		s.drop(c.Value)
+		s.mu.Unlock()
+	}
+	c := &http.Cookie{Name: s.name, Value: "", Path: s.cfg.Path, MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	w.Header().Add("Set-Cookie", c.String())
+}
+
 func (s *Sessions) expired(sess session) bool { return s.now().Sub(sess.created) > s.cfg.MaxAge }
 
 // drop removes session id; the caller holds s.mu.

@@ -65,6 +65,19 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// logout ends the browser's session; with hub sign-in it goes on to the
+// hub's logout, which ends the hub session too (else the next dashboard
+// link would sign straight back in).
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
+	s.cfg.Sessions.Revoke(w, r)
+	if l, ok := s.cfg.Login.(interface{ LogoutURL() string }); ok && l.LogoutURL() != "" {
+		http.Redirect(w, r, l.LogoutURL(), http.StatusFound)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "signed out"})
+	return nil
+}
+
 // returnTo decodes the page a sign-in started from; only dashboard pages
 // under the prefix are returned to (no open redirect), else the prefix.
 func (s *Server) returnTo(encoded string) string {

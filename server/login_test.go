@@ -115,3 +115,30 @@ func TestSignInReturnsOnlyToDashboards(t *testing.T) {
 }
 
 func base64URL(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func TestLogoutEndsTheSession(t *testing.T) {
+	a := newAPI(t, nil)
+	_, _, h := a.do("GET", "/api/v1/clusters/", "alice", "")
+	cookie := strings.Split(h.Get("Set-Cookie"), ";")[0]
+	get := func(path string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", a.url+path, nil)
+		req.Header.Set("Cookie", cookie)
+		return http.DefaultClient.Do(req)
+	}
+	resp, err := get("/logout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Fatalf("logout: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, err = get("/api/v1/clusters/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("the session still works after logout: %d", resp.StatusCode)
+	}
+}
