@@ -100,3 +100,23 @@ func TestExplicitCredentialsWinOverCookie(t *testing.T) {
 		t.Fatalf("bob with alice's cookie sees %d %v, want his own (no) clusters", resp.StatusCode, body)
 	}
 }
+
+// Heartbeats are unauthenticated routes: without a cluster token they are
+// refused before the backend is asked anything.
+func TestHeartbeatWithoutTokenReachesNothing(t *testing.T) {
+	a := newAPI(t, nil)
+	name := a.create("alice")
+	a.be.mu.Lock()
+	a.be.gets = 0
+	a.be.mu.Unlock()
+	for _, user := range []string{"", "alice"} { // none, or Basic credentials
+		if code, _, h := a.do("POST", "/api/v1/clusters/"+name+"/heartbeat", user, `{"count": 1}`); code != 401 || h.Get("WWW-Authenticate") != "token" {
+			t.Fatalf("heartbeat as %q = %d %v", user, code, h)
+		}
+	}
+	a.be.mu.Lock()
+	defer a.be.mu.Unlock()
+	if a.be.gets != 0 || len(a.be.hbs) != 0 {
+		t.Fatalf("refused heartbeats reached the backend: %d lookups, %d heartbeats", a.be.gets, len(a.be.hbs))
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/daskgate/daskgate/auth"
 	"github.com/daskgate/daskgate/cluster"
 	"github.com/julienschmidt/httprouter"
 )
@@ -284,6 +285,20 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 	return nil
 }
 
+// CachedGetter is implemented by backends whose Get may reach an
+// external API for a cluster they do not hold (Kubernetes): GetCached
+// answers from what they hold only, for unauthenticated callers.
+type CachedGetter interface {
+	GetCached(ctx context.Context, name string) (*cluster.Cluster, error)
+}
+
+func (s *Server) cachedCluster(ctx context.Context, name string) (*cluster.Cluster, error) {
+	if cg, ok := s.cfg.Backend.(CachedGetter); ok {
+		return cg.GetCached(ctx, name)
+	}
+	return s.cfg.Backend.Get(ctx, name)
+}
+
 // lookup finds the cluster in the path and checks the user may act on it.
 func (s *Server) lookup(r *http.Request, u *cluster.User, action cluster.Action) (*cluster.Cluster, error) {
 	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
@@ -391,14 +406,22 @@ func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// heartbeat takes a scheduler's report. Only a request with the
+// cluster's own token gets past the check, and the check itself reaches
+// nothing beyond the backend's cache: no header, no lookup; a cluster the
+// cache does not hold cannot be heartbeating.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	name := httprouter.ParamsFromContext(r.Context()).ByName("name")
-	c, err := s.cfg.Backend.Get(r.Context(), name)
+	unauthorized := &httpError{Code: http.StatusUnauthorized, Msg: "Unauthorized", Header: http.Header{"Www-Authenticate": {"token"}}}
+	if kind, _, ok := auth.SplitAuthorization(r); !ok || kind != "token" {
+		return unauthorized
+	}
+	c, err := s.cachedCluster(r.Context(), name)
 	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
 		return err
 	}
 	if !clusterToken(r, c) {
-		return &httpError{Code: http.StatusUnauthorized, Msg: "Unauthorized", Header: http.Header{"Www-Authenticate": {"token"}}}
+		return unauthorized
 	}
 	var hb cluster.Heartbeat
 	if err := s.decodeBody(w, r, &hb); err != nil {

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	order    []string
 	stopped  map[string]string
 	hbs      []cluster.Heartbeat
+	gets     int
 }
 
 func newFake() *fakeBackend {
@@ -45,6 +46,7 @@ func (f *fakeBackend) Create(_ context.Context, req cluster.CreateRequest) (*clu
 func (f *fakeBackend) Get(_ context.Context, name string) (*cluster.Cluster, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets++
 	c, ok := f.clusters[name]
 	if !ok {
 		return nil, cluster.ErrNotFound

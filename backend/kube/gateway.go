@@ -359,6 +359,19 @@ func (g *Gateway) Get(ctx context.Context, name string) (*cluster.Cluster, error
 	return g.withCredentials(ctx, e), nil
 }
 
+// GetCached is Get from the informer cache only: for the scheduler's
+// unauthenticated heartbeats, so that no request without the cluster's
+// token can make the gateway call the API server.
+func (g *Gateway) GetCached(ctx context.Context, name string) (*cluster.Cluster, error) {
+	g.mu.RLock()
+	e := g.clusters[name]
+	g.mu.RUnlock()
+	if e == nil {
+		return nil, cluster.ErrNotFound
+	}
+	return g.withCredentials(ctx, e), nil
+}
+
 // withCredentials returns a copy of e's cluster, with its TLS credentials
 // and token read from its Secret the first time a running (or stopping:
 // its scheduler still heartbeats) cluster is asked for, then kept in the
