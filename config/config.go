@@ -48,6 +48,8 @@ type Config struct {
 	Policies []string `json:"policies"`
 	// WASM limits the .wasm policy module.
 	WASM WASM `json:"wasm"`
+	// Rego limits the Rego policies.
+	Rego Rego `json:"rego"`
 	// Cluster is the ClusterConfig every cluster starts from.
 	Cluster cluster.Config `json:"cluster"`
 	Backend Backend        `json:"backend"`
@@ -239,6 +241,17 @@ type Proxy struct {
 	BodyTimeout cluster.Duration `json:"body_timeout"`
 	// DialTimeout bounds dialing schedulers and dashboards.
 	DialTimeout cluster.Duration `json:"dial_timeout"`
+}
+
+// Rego limits what Rego policies may do.
+type Rego struct {
+	// Timeout bounds each decision (zero: 1s); a policy that runs longer
+	// fails that request only.
+	Timeout cluster.Duration `json:"timeout"`
+	// AllowBuiltins lets policies call built-ins that are denied because
+	// they reach outside the gateway: http.send, net.lookup_ip_addr,
+	// opa.runtime (the gateway's environment, secrets included).
+	AllowBuiltins []string `json:"allow_builtins"`
 }
 
 // WASM configures the WebAssembly policy module.

@@ -27,7 +27,7 @@ func entrypoint(query string) string {
 // decision rule the policies define, so a team can ship its Rego as one
 // compiled, pinned artifact.
 func BuildWASMBundle(ctx context.Context, out io.Writer, paths ...string) error {
-	c, err := compile(ctx, paths)
+	c, err := compile(ctx, paths, nil)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func compileBundle(ctx context.Context, path, sig string) (*compiled, error) {
 		c.queries[name], c.defines[name] = &pq, true
 	}
 	if !c.defines["authz.allow"] {
-		def, err := compile(ctx, nil)
+		def, err := compile(ctx, nil, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -76,7 +77,26 @@ func signature(paths []string) (string, error) {
 // compile parses every file (Rego v1), adds the built-in owner-only authz
 // when no file declares package daskgate.authz, compiles, and prepares the
 // decision queries. Errors carry file:line:col.
-func compile(ctx context.Context, paths []string) (*compiled, error) {
+// deniedBuiltins reach outside the gateway: the network (http.send,
+// net.lookup_ip_addr) or the gateway's own process (opa.runtime, which
+// exposes its environment and with it the gateway's secrets). A policy
+// that calls one fails to load, unless the operator allows it by name.
+var deniedBuiltins = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// capabilities are OPA's built-ins minus the denied ones not in allow.
+func capabilities(allow []string) *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	var kept []*ast.Builtin
+	for _, b := range caps.Builtins {
+		if !slices.Contains(deniedBuiltins, b.Name) || slices.Contains(allow, b.Name) {
+			kept = append(kept, b)
+		}
+	}
+	caps.Builtins = kept
+	return caps
+}
+
+func compile(ctx context.Context, paths, allowBuiltins []string) (*compiled, error) {
 	sig, err := signature(paths)
 	if err != nil {
 		return nil, err
@@ -113,7 +133,7 @@ func compile(ctx context.Context, paths []string) (*compiled, error) {
 	if !hasAuthz {
 		modules["(built-in)/default_authz.rego"] = ast.MustParseModuleWithOpts(defaultAuthz, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	}
-	compiler := ast.NewCompiler()
+	compiler := ast.NewCompiler().WithCapabilities(capabilities(allowBuiltins))
 	if compiler.Compile(modules); compiler.Failed() {
 		return nil, compiler.Errors
 	}

@@ -33,8 +33,13 @@ func (e *Engine) eval(ctx context.Context, name, query string, input ast.Value) 
 	if pq == nil { // a wasm bundle without that entrypoint
 		return nil, false, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+	defer cancel()
 	rs, err := pq.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("stopped after its %v deadline (rego.timeout): %w", e.cfg.Timeout, err)
+		}
 		return nil, false, &decision.Error{Decision: name, Err: err}
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {

@@ -42,6 +42,12 @@ type Config struct {
 	Logger         *slog.Logger
 	// Registry gets per-decision metrics; nil means a private registry.
 	Registry prometheus.Registerer
+	// Timeout bounds each decision; zero means 1s. A policy that runs
+	// longer fails that request only.
+	Timeout time.Duration
+	// AllowBuiltins names denied built-ins (http.send, net.lookup_ip_addr,
+	// opa.runtime) that policies may call after all.
+	AllowBuiltins []string
 }
 
 // Engine holds the current compiled policy and evaluates decisions.
@@ -71,8 +77,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Static == nil {
 		cfg.Static = &options.Set{}
 	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Registry)}
-	c, err := compile(ctx, cfg.Paths)
+	c, err := compile(ctx, cfg.Paths, cfg.AllowBuiltins)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +125,7 @@ func (e *Engine) reloadIfChanged(ctx context.Context) {
 	}
 	e.lastSig = sig
 	cur := e.cur.Load()
-	c, err := compile(ctx, e.cfg.Paths)
+	c, err := compile(ctx, e.cfg.Paths, e.cfg.AllowBuiltins)
 	e.mu.Lock()
 	e.lastErr = err
 	e.mu.Unlock()

@@ -164,7 +164,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 		closeBackend()
 		return nil, nil, nil, err
 	}
-	sc.Login, sc.Prefix = login, cfg.Prefix
+	sc.Login, sc.Prefix, sc.BodyTimeout = login, cfg.Prefix, time.Duration(cfg.Proxy.BodyTimeout)
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	srv, err = server.New(sc)
@@ -214,7 +214,8 @@ func policies(ctx context.Context, cfg *config.Config, log *slog.Logger, reg *pr
 	}
 	var checks []func() error
 	if len(regoPaths) > 0 {
-		engine, err := policy.New(ctx, policy.Config{Paths: regoPaths, Static: set, Logger: log, Registry: reg})
+		engine, err := policy.New(ctx, policy.Config{Paths: regoPaths, Static: set, Logger: log, Registry: reg,
+			Timeout: time.Duration(cfg.Rego.Timeout), AllowBuiltins: cfg.Rego.AllowBuiltins})
 		if err != nil {
 			return sc, fmt.Errorf("policies: %w", err)
 		}
