@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,30 @@ func TestHeartbeatWithoutTokenReachesNothing(t *testing.T) {
 	defer a.be.mu.Unlock()
 	if a.be.gets != 0 || len(a.be.hbs) != 0 {
 		t.Fatalf("refused heartbeats reached the backend: %d lookups, %d heartbeats", a.be.gets, len(a.be.hbs))
+	}
+}
+
+// Per-user create locks do not pile up: after many users' creates, none
+// is left behind; concurrent creates of one user still serialise.
+func TestUserLocksAreReleased(t *testing.T) {
+	var l userLocks
+	for i := range 1000 {
+		l.lock("user" + strconv.Itoa(i))()
+	}
+	if n := l.held(); n != 0 {
+		t.Fatalf("%d locks left after all were released", n)
+	}
+	unlock := l.lock("alice")
+	got := make(chan bool)
+	go func() { l.lock("alice")(); got <- true }()
+	select {
+	case <-got:
+		t.Fatal("a second create of alice's ran while the first held the lock")
+	case <-time.After(50 * time.Millisecond):
+	}
+	unlock()
+	<-got
+	if n := l.held(); n != 0 {
+		t.Fatalf("%d locks left", n)
 	}
 }

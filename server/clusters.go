@@ -198,14 +198,47 @@ func (s *Server) usage(ctx context.Context, user string) (cluster.Usage, error) 
 	return u, err
 }
 
-// userLocks serialises one user's creates.
-type userLocks struct{ m sync.Map }
+// userLocks serialises one user's creates. A user's lock lives only while
+// someone holds or waits for it, so the map does not grow with every
+// user name ever seen.
+type userLocks struct {
+	mu sync.Mutex
+	m  map[string]*userLock
+}
+
+type userLock struct {
+	sync.Mutex
+	refs int
+}
 
 func (l *userLocks) lock(user string) func() {
-	v, _ := l.m.LoadOrStore(user, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*userLock{}
+	}
+	ul := l.m[user]
+	if ul == nil {
+		ul = &userLock{}
+		l.m[user] = ul
+	}
+	ul.refs++
+	l.mu.Unlock()
+	ul.Lock()
+	return func() {
+		ul.Unlock()
+		l.mu.Lock()
+		if ul.refs--; ul.refs == 0 {
+			delete(l.m, user)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// held is how many users' locks exist (for tests).
+func (l *userLocks) held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
 }
 
 // buildCluster validates options, runs the handler and builds the
