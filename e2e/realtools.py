@@ -222,11 +222,14 @@ c.JupyterHub.load_roles = [
         self.api("DELETE", f"/users/{user}/tokens/{token_id}")
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
+        """Stops the hub and its proxy (one process group), even if the hub died."""
+        if self.proc is None:
             return
-        os.killpg(self.proc.pid, 15)
         try:
+            os.killpg(self.proc.pid, 15)
             self.proc.wait(20)
+        except ProcessLookupError:
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, 9)
         self.log.close()

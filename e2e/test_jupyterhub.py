@@ -40,14 +40,16 @@ def hub(request, tmp_path_factory):
         "auth": {"type": "jupyterhub", "jupyterhub_api_url": hub.api_url, "cache_max_age": "2s",
                  "jupyterhub_api_token": hub.gateway_token, "jupyterhub_service_name": "dask-gateway"},
     })
-    hub.start(gateway_url=f"http://127.0.0.1:{gw.port}")
-    gw.start()
-    hub.add_user("alice", groups=["bigmem"])
-    hub.add_user("bob")
-    hub.gateway = gw
-    yield hub
-    gw.stop()
-    hub.stop()
+    try:
+        hub.start(gateway_url=f"http://127.0.0.1:{gw.port}")
+        gw.start()
+        hub.add_user("alice", groups=["bigmem"])
+        hub.add_user("bob")
+        hub.gateway = gw
+        yield hub
+    finally:
+        gw.stop()
+        hub.stop()
 
 
 def connect(hub, token):
