@@ -18,9 +18,15 @@ help: ## list targets
 build: ## build bin/daskgate
 	$(GO) build -o $(BIN) ./cmd/daskgate
 
-$(VENV)/.installed: e2e/requirements.txt | deps
+# What clusters run (make run, make bench): the pinned dask packages alone, no system
+# packages needed. The tests' venv adds the rest of e2e/requirements.txt.
+$(VENV)/.runtime: e2e/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet $$(grep -E '^(dask-gateway|dask|distributed|bokeh)==' e2e/requirements.txt)
+	touch $@
+
+$(VENV)/.installed: e2e/requirements.txt $(VENV)/.runtime | deps
 	$(VENV)/bin/pip install --quiet -r e2e/requirements.txt
 	touch $@
 
@@ -31,12 +37,12 @@ $(VENV)/hub-%/.installed: e2e/hub-%.txt $(VENV)/.installed
 	$(VENV)/hub-$*/bin/pip install --quiet -r $<
 	touch $@
 
-venv: $(VENV)/.installed $(HUB_VERSIONS:%=$(VENV)/hub-%/.installed) ## create .venv with the pinned e2e/requirements.txt (dask-gateway, distributed, bokeh, pytest) and one JupyterHub venv per version
+venv: $(VENV)/.installed $(HUB_VERSIONS:%=$(VENV)/hub-%/.installed) ## create .venv with the pinned e2e/requirements.txt (needs make deps) and one JupyterHub venv per version
 
 deps: ## install the system tools tests drive: chromium, an MIT Kerberos KDC (apt, needs root), configurable-http-proxy (npm)
 	hack/install-deps
 
-run: build venv ## run the gateway on 127.0.0.1:8000 (local processes, embedded store); ARGS="--config x.yaml"
+run: build $(VENV)/.runtime ## run the gateway on 127.0.0.1:8000 (local processes, embedded store); ARGS="--config x.yaml"
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(BIN) serve $(ARGS)
 
 examples: build ## build the WASM examples: the Go module (GOOS=wasip1) and Rego compiled to an OPA wasm bundle
@@ -71,7 +77,7 @@ check: ## gofmt, go vet, staticcheck, go mod tidy, no tracked file over 1 MB; fa
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || (echo "go.mod/go.sum not tidy"; exit 1)
 
-bench: build venv ## API, cluster-start, proxy and decision benchmarks (prints numbers)
+bench: build $(VENV)/.runtime ## API, cluster-start, proxy and decision benchmarks (prints numbers)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(GO) run ./bench/api -bin $(BIN)
 	$(GO) run ./bench/proxy
 	$(GO) test -run xxx -bench . -benchtime 20000x ./policy ./wasm
