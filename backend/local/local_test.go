@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,12 @@ func TestMain(m *testing.M) {
 	switch os.Getenv("DASKGATE_TEST_ROLE") {
 	case "scheduler":
 		heartbeat()
+		if f := os.Getenv("DASKGATE_TEST_CHILD_PIDFILE"); f != "" {
+			// A task's child process, left behind when the scheduler exits.
+			child := exec.Command("sleep", "300")
+			child.Start()
+			os.WriteFile(f, []byte(strconv.Itoa(child.Process.Pid)), 0o644)
+		}
 		waitForSignal()
 	case "worker":
 		waitForSignal()
@@ -285,4 +293,43 @@ func TestTimeoutsAndPurge(t *testing.T) {
 	if _, ok := b.clusters["recent"]; !ok {
 		t.Error("recent cluster purged")
 	}
+}
+
+// Stopping a cluster ends every process its code started, not only the
+// scheduler and workers the backend launched.
+func TestStopKillsTheProcessGroup(t *testing.T) {
+	b, _ := newBackend(t, nil, t.TempDir())
+	cfg := helperConfig()
+	pidfile := filepath.Join(t.TempDir(), "child.pid")
+	cfg.Environment["DASKGATE_TEST_CHILD_PIDFILE"] = pidfile
+	c, _ := b.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: cfg})
+	waitStatus(t, b, c.Name, cluster.Running)
+	var child int
+	for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(pidfile)
+		child, _ = strconv.Atoi(string(b))
+	}
+	if child == 0 {
+		t.Fatal("the scheduler started no child")
+	}
+	if err := b.Stop(context.Background(), c.Name, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, c.Name, cluster.Stopped)
+	for deadline := time.Now().Add(5 * time.Second); running(child); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(child, syscall.SIGKILL)
+			t.Fatalf("the scheduler's child %d survived the cluster", child)
+		}
+	}
+}
+
+// running reports a live process (zombies count as ended).
+func running(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }

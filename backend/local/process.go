@@ -100,17 +100,21 @@ type stopTimeouts [3]time.Duration
 
 var errStillRunning = errors.New("process still running after SIGKILL")
 
-// stop escalates SIGINT, SIGTERM, SIGKILL to pid (not its group), waiting
-// for each with polls that start at 100 ms and double.
+// stop escalates SIGINT, SIGTERM, SIGKILL to pid, waiting for each with
+// polls that start at 100 ms and double, then kills what is left of its
+// process group (pid leads its own session): anything the cluster's code
+// started goes with it.
 func (ps *procs) stop(ctx context.Context, pid int, name string, t stopTimeouts) error {
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
 		if !ps.alive(pid, name) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			return nil
 		}
 		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("signal %d: %w", pid, err)
 		}
 		if ps.wait(ctx, pid, name, t[i]) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			return nil
 		}
 	}
