@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 )
 
 // ClientConfig says how to reach the API server.
@@ -25,6 +27,11 @@ type ClientConfig struct {
 	// documented RBAC rules are enough).
 	Impersonate string
 }
+
+// RouteKlog sends client-go's own logs (klog: leader election, watch
+// errors, throttling) to log, so the process writes one stream in one
+// format. klog is process-wide: call it once, from main.
+func RouteKlog(log *slog.Logger) { klog.SetSlogLogger(log.With("component", "client-go")) }
 
 // Clients are the typed and dynamic clients of one process.
 type Clients struct {

@@ -29,7 +29,10 @@ func kubeInstance(k config.Kubernetes) string {
 	return "dask-gateway"
 }
 
-func kubeClients(k config.Kubernetes) (*kube.Clients, error) {
+// kubeClients makes the process's Kubernetes clients and routes
+// client-go's logs to log.
+func kubeClients(k config.Kubernetes, log *slog.Logger) (*kube.Clients, error) {
+	kube.RouteKlog(log)
 	return kube.NewClients(kube.ClientConfig{Kubeconfig: k.Kubeconfig, QPS: float32(k.QPS), Burst: k.Burst})
 }
 
@@ -52,7 +55,7 @@ type kubeBackend struct {
 
 func newKubeBackend(cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string) (*kubeBackend, error) {
 	k := cfg.Backend.Kubernetes
-	cl, err := kubeClients(k)
+	cl, err := kubeClients(k, log)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +130,7 @@ func controllerCmd(args []string) error {
 	if cfg.APIURL == "" {
 		return errors.New("api_url must be set: it is DASK_GATEWAY_API_URL for schedulers (e.g. http://api-dask-gateway.dask:8000/api)")
 	}
-	cl, err := kubeClients(cfg.Backend.Kubernetes)
+	cl, err := kubeClients(cfg.Backend.Kubernetes, log)
 	if err != nil {
 		return err
 	}
