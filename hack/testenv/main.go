@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
 			return errors.New(usage)
 		}
-		env, err := testenv.Start(ctx, testenv.Options{Dir: fs.Arg(0), NoKwok: *noKwok})
+		env, err := testenv.Start(ctx, testenv.Options{Dir: fs.Arg(0), NoKwok: *noKwok, Detach: true})
 		if err != nil {
 			return err
 		}

@@ -50,12 +50,12 @@ leaderElection: {leaderElect: false}
 	if err != nil {
 		return err
 	}
-	if err := launch(e.Dir, "kube-scheduler", scheduler, "--config="+conf, "--secure-port=0"); err != nil {
+	if err := launch(e.Dir, "kube-scheduler", e.detach, scheduler, "--config="+conf, "--secure-port=0"); err != nil {
 		return err
 	}
 	// No --server-address: kwok opens no port. Node IP 127.0.0.1, so
 	// anything that would contact a "kubelet" stays on loopback.
-	err = launch(e.Dir, "kwok", kwok, "--kubeconfig="+e.Kubeconfig, "--config="+stages,
+	err = launch(e.Dir, "kwok", e.detach, kwok, "--kubeconfig="+e.Kubeconfig, "--config="+stages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--manage-nodes-with-label-selector=", "--cidr="+podCIDR, "--node-ip=127.0.0.1",
 		"--node-lease-duration-seconds=40")

@@ -19,8 +19,10 @@ import (
 // processes it started and never a recycled PID. Output goes to
 // DIR/logs/NAME.log.
 
-// launch starts bin with args as name, logging to DIR/logs/name.log.
-func launch(dir, name, bin string, args ...string) error {
+// launch starts bin with args as name, logging to DIR/logs/name.log. A
+// process not detached is killed by the kernel when this one dies (a
+// test binary that times out or is interrupted leaves nothing behind).
+func launch(dir, name string, detach bool, bin string, args ...string) error {
 	logf, err := os.OpenFile(filepath.Join(dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -28,6 +30,9 @@ func launch(dir, name, bin string, args ...string) error {
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if !detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}

@@ -28,6 +28,9 @@ type Options struct {
 	SchedulerQPS int
 	// Timeout bounds each readiness wait; zero means 120 s.
 	Timeout time.Duration
+	// Detach lets the processes outlive this one (the testenv command's
+	// start, which exits at once); otherwise they die with it.
+	Detach bool
 }
 
 // Env is a running control plane on loopback: etcd, kube-apiserver (RBAC
@@ -40,12 +43,13 @@ type Env struct {
 	Kubeconfig string // admin (system:masters) client certificate
 	Server     string // https://127.0.0.1:PORT
 	temporary  bool
+	detach     bool
 }
 
 // Start brings up a control plane and waits until it serves; on error
 // it stops whatever it started. The binaries must be installed.
 func Start(ctx context.Context, opt Options) (*Env, error) {
-	e := &Env{Dir: opt.Dir}
+	e := &Env{Dir: opt.Dir, detach: opt.Detach}
 	if e.Dir == "" {
 		d, err := os.MkdirTemp("", "daskgate-testenv-")
 		if err != nil {
@@ -147,7 +151,7 @@ func (e *Env) startAPIServer(ctx context.Context, timeout time.Duration) error {
 	}
 	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
 	os.RemoveAll(filepath.Join(e.Dir, "etcd")) // every start is an empty cluster
-	err = launch(e.Dir, "etcd", etcd, "--name=testenv", "--data-dir="+filepath.Join(e.Dir, "etcd"),
+	err = launch(e.Dir, "etcd", e.detach, etcd, "--name=testenv", "--data-dir="+filepath.Join(e.Dir, "etcd"),
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=testenv="+peer, "--unsafe-no-fsync", "--log-level=warn")
@@ -158,7 +162,7 @@ func (e *Env) startAPIServer(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	pki := filepath.Join(e.Dir, "pki")
-	err = launch(e.Dir, "kube-apiserver", apiserver, "--etcd-servers="+client,
+	err = launch(e.Dir, "kube-apiserver", e.detach, apiserver, "--etcd-servers="+client,
 		"--bind-address=127.0.0.1", "--secure-port="+ports[2], "--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none", "--cert-dir="+pki,
 		"--tls-cert-file="+filepath.Join(pki, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(pki, "apiserver.key"),
@@ -187,7 +191,7 @@ func (e *Env) startControllerManager(ctx context.Context, timeout time.Duration)
 		return err
 	}
 	pki := filepath.Join(e.Dir, "pki")
-	err = launch(e.Dir, "kube-controller-manager", kcm, "--kubeconfig="+e.Kubeconfig,
+	err = launch(e.Dir, "kube-controller-manager", e.detach, kcm, "--kubeconfig="+e.Kubeconfig,
 		"--secure-port=0", "--leader-elect=false", "--use-service-account-credentials=false",
 		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"), "--root-ca-file="+filepath.Join(pki, "ca.crt"),
 		"--cluster-signing-cert-file="+filepath.Join(pki, "ca.crt"), "--cluster-signing-key-file="+filepath.Join(pki, "ca.key"),

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func TestStopDirStopsOnlyWhatItStarted(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	// Ours: started through launch, so recorded with its start time.
-	if err := launch(dir, "kwok", "sleep", "60"); err != nil {
+	if err := launch(dir, "kwok", false, "sleep", "60"); err != nil {
 		t.Fatal(err)
 	}
 	ours, ok := recorded(dir, "kwok")
@@ -121,5 +122,42 @@ func TestGoBinName(t *testing.T) {
 		if got := goBinName(pkg); got != want {
 			t.Errorf("goBinName(%s) = %s, want %s", pkg, got, want)
 		}
+	}
+}
+
+// A control plane started by a test dies with the test binary, even one
+// killed by a timeout: nothing is left running.
+func TestProcessesDieWithTheirStarter(t *testing.T) {
+	if dir := os.Getenv("TESTENV_LAUNCHER_DIR"); dir != "" {
+		if err := launch(dir, "etcd", false, "sleep", "60"); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(0) // as a killed test binary would, without Stop
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"pids", "logs"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestProcessesDieWithTheirStarter$")
+	cmd.Env = append(os.Environ(), "TESTENV_LAUNCHER_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("launcher: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "pids", "etcd.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := startTime(pid); err != nil {
+			return // gone (or a zombie)
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d outlived the test binary that started it", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
