@@ -58,7 +58,7 @@ func parseToken(raw []byte) (*token, error) {
 		return nil, err
 	}
 	if !kt.IsAPReq() {
-		return nil, errors.New("Kerberos token is not an AP-REQ")
+		return nil, errors.New("the Kerberos token is not an AP-REQ")
 	}
 	t.apReq = kt.APReq
 	return t, nil

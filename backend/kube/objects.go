@@ -149,11 +149,6 @@ func (b *builder) service(ns, hex string) *corev1.Service {
 	return s
 }
 
-// seconds prints a duration the way the preload's flags expect.
-func seconds(d cluster.Duration) string {
-	return strconv.FormatFloat(float64(d)/1e9, 'f', -1, 64)
-}
-
 // pod builds the scheduler (scheduler true) or a worker pod template.
 // Warnings list unknown fields in extra configs.
 func (b *builder) pod(ns, hex string, cfg cluster.Config, scheduler bool) (*corev1.Pod, []string, error) {
@@ -180,34 +175,20 @@ func (b *builder) pod(ns, hex string, cfg cluster.Config, scheduler bool) (*core
 			corev1.ResourceMemory: *resource.NewQuantity(int64(m), resource.DecimalSI),
 		}
 	}
-	var args []string
+	role := cluster.RoleWorker
 	if scheduler {
-		args = append(slices.Clone(cfg.SchedulerCmd), "--protocol", "tls", "--host", "", "--port", strconv.Itoa(PortScheduler),
-			"--dashboard-address", ":"+strconv.Itoa(PortDashboard), "--dg-api-address", ":"+strconv.Itoa(PortAPI),
-			"--preload", "dask_gateway.scheduler_preload", "--dg-heartbeat-period", "0",
-			"--dg-adaptive-period", seconds(cfg.AdaptivePeriod), "--dg-idle-timeout", seconds(cfg.IdleTimeout))
-	} else {
-		args = append(slices.Clone(cfg.WorkerCmd), fmt.Sprintf("tls://%s.%s:%d", serviceName(hex), ns, PortScheduler),
-			"--dashboard-address", ":"+strconv.Itoa(PortDashboard), "--name", "$(DASK_GATEWAY_WORKER_NAME)",
-			"--nthreads", strconv.Itoa(cfg.Threads()), "--memory-limit", strconv.FormatInt(int64(memLimit), 10))
+		role = cluster.RoleScheduler
 	}
-	fixed := []corev1.EnvVar{
-		{Name: "DASK_GATEWAY_API_URL", Value: b.apiURL},
-		{Name: "DASK_GATEWAY_CLUSTER_NAME", Value: name},
-		{Name: "DASK_GATEWAY_API_TOKEN", Value: credentialsDir + "api-token"},
-		{Name: "DASK_DISTRIBUTED__COMM__TLS__CA_FILE", Value: credentialsDir + "dask.crt"},
-		{Name: "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT", Value: credentialsDir + "dask.crt"},
-		{Name: "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY", Value: credentialsDir + "dask.pem"},
-		{Name: "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT", Value: credentialsDir + "dask.crt"},
-		{Name: "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY", Value: credentialsDir + "dask.pem"},
+	l := cluster.NewLaunch(cfg, role, cluster.Placement{ClusterName: name, APIURL: b.apiURL,
+		Token: credentialsDir + "api-token", CredentialsDir: credentialsDir, SchedulerPort: PortScheduler,
+		DashboardAddress: ":" + strconv.Itoa(PortDashboard), APIAddress: ":" + strconv.Itoa(PortAPI),
+		SchedulerAddress: fmt.Sprintf("tls://%s.%s:%d", serviceName(hex), ns, PortScheduler),
+		WorkerName:       "$(DASK_GATEWAY_WORKER_NAME)"})
+	args := l.Argv
+	env := make([]corev1.EnvVar, len(l.Env))
+	for i, e := range l.Env {
+		env[i] = corev1.EnvVar{Name: e.Name, Value: e.Value}
 	}
-	var env []corev1.EnvVar
-	for _, k := range slices.Sorted(maps.Keys(cfg.Environment)) {
-		if !slices.ContainsFunc(fixed, func(e corev1.EnvVar) bool { return e.Name == k }) {
-			env = append(env, corev1.EnvVar{Name: k, Value: cfg.Environment[k]})
-		}
-	}
-	env = append(env, fixed...)
 	if !scheduler {
 		env = append(env, corev1.EnvVar{Name: "DASK_GATEWAY_WORKER_NAME",
 			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -181,16 +180,8 @@ func (b *Backend) launchScheduler(r *record) step {
 	workdir := filepath.Join(b.cfg.Dir, r.Name)
 	r.Workdir = workdir
 	b.persist(r)
-	argv := append(append([]string{}, r.Config.SchedulerCmd...),
-		"--protocol", "tls", "--port", "0", "--host", "127.0.0.1",
-		"--dashboard-address", "127.0.0.1:0",
-		"--preload", "dask_gateway.scheduler_preload",
-		"--dg-api-address", "127.0.0.1:0",
-		"--dg-heartbeat-period", seconds(b.cfg.HeartbeatPeriod),
-		"--dg-adaptive-period", seconds(time.Duration(r.Config.AdaptivePeriod)),
-		"--dg-idle-timeout", seconds(time.Duration(r.Config.IdleTimeout)),
-	)
-	spec := procSpec{argv: argv, env: b.env(r, "SCHEDULER"), dir: workdir,
+	l := cluster.NewLaunch(r.Config, cluster.RoleScheduler, b.placement(r))
+	spec := procSpec{argv: l.Argv, env: environ(l.Env), dir: workdir,
 		logFile: filepath.Join(workdir, "logs", "scheduler.log")}
 	name, cert, key := r.Name, r.TLSCert, r.TLSKey
 	spec.onExit = func(pid int, err error) { b.onSchedulerExit(name, pid, err) }
@@ -247,16 +238,11 @@ type workerLaunch struct {
 // workerSpecs builds the argv and env of each worker; the caller holds b.mu.
 func (b *Backend) workerSpecs(r *record, ws []*worker) []workerLaunch {
 	out := make([]workerLaunch, 0, len(ws))
-	env := b.env(r, "WORKER")
+	p := b.placement(r)
 	for _, w := range ws {
-		argv := append(append([]string{}, r.Config.WorkerCmd...),
-			r.SchedulerAddress,
-			"--dashboard-address", "127.0.0.1:0",
-			"--name", w.Name,
-			"--nthreads", strconv.Itoa(r.Config.Threads()),
-			"--memory-limit", strconv.FormatInt(int64(r.Config.WorkerMemory), 10),
-		)
-		out = append(out, workerLaunch{w: w, spec: procSpec{argv: argv, env: env, dir: r.Workdir,
+		p.WorkerName = w.Name
+		l := cluster.NewLaunch(r.Config, cluster.RoleWorker, p)
+		out = append(out, workerLaunch{w: w, spec: procSpec{argv: l.Argv, env: environ(l.Env), dir: r.Workdir,
 			logFile: filepath.Join(r.Workdir, "logs", "worker-"+w.Name+".log")}})
 	}
 	return out
@@ -287,43 +273,30 @@ func (b *Backend) launchWorkers(name string, ls []workerLaunch) {
 	b.persist(r)
 }
 
-// env is the exact environment of a cluster process; role is SCHEDULER or
-// WORKER. Later entries win.
-func (b *Backend) env(r *record, role string) []string {
-	certs := filepath.Join(r.Workdir, ".certs")
-	vals := map[string]string{}
-	var order []string
-	set := func(k, v string) {
-		if _, ok := vals[k]; !ok {
-			order = append(order, k)
-		}
-		vals[k] = v
-	}
-	for k, v := range r.Config.Environment {
-		set(k, v)
-	}
-	set("DASK_GATEWAY_API_URL", b.cfg.APIURL)
-	set("DASK_GATEWAY_API_TOKEN", r.Token)
-	set("DASK_GATEWAY_CLUSTER_NAME", r.Name)
-	set("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION", "True")
+// placement is where this backend runs r's processes: on loopback, any
+// free ports, credentials in the work directory, the token itself in the
+// environment, and the gateway's inherited variables plus USER.
+func (b *Backend) placement(r *record) cluster.Placement {
+	p := cluster.Placement{ClusterName: r.Name, APIURL: b.cfg.APIURL, Token: r.Token,
+		CredentialsDir: filepath.Join(r.Workdir, ".certs") + "/", SchedulerHost: "127.0.0.1",
+		DashboardAddress: "127.0.0.1:0", APIAddress: "127.0.0.1:0", HeartbeatPeriod: b.cfg.HeartbeatPeriod,
+		SchedulerAddress: r.SchedulerAddress}
 	for _, k := range b.cfg.InheritedEnv {
 		if v, ok := os.LookupEnv(k); ok {
-			set(k, v)
+			p.Env = append(p.Env, cluster.EnvVar{Name: k, Value: v})
 		}
 	}
-	set("USER", r.Username)
-	set("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", filepath.Join(certs, "dask.crt"))
-	set("DASK_DISTRIBUTED__COMM__TLS__"+role+"__KEY", filepath.Join(certs, "dask.pem"))
-	set("DASK_DISTRIBUTED__COMM__TLS__"+role+"__CERT", filepath.Join(certs, "dask.crt"))
-	out := make([]string, len(order))
-	for i, k := range order {
-		out[i] = k + "=" + vals[k]
-	}
-	return out
+	p.Env = append(p.Env, cluster.EnvVar{Name: "USER", Value: r.Username})
+	return p
 }
 
-func seconds(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+// environ is a launch's environment as a process gets it.
+func environ(env []cluster.EnvVar) []string {
+	out := make([]string, len(env))
+	for i, e := range env {
+		out[i] = e.Name + "=" + e.Value
+	}
+	return out
 }
 
 // onSchedulerExit fails a cluster whose scheduler exits while it should run.
