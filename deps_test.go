@@ -8,7 +8,7 @@ import (
 
 // TestHeavyDependenciesHaveOneImporter keeps OPA behind policy/, bbolt
 // behind store/, wazero behind wasm/, client-go behind backend/kube/ and
-// gokrb5 behind auth/kerberos/.
+// gokrb5 behind auth/kerberos/ and go-landlock behind sandbox/.
 func TestHeavyDependenciesHaveOneImporter(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
@@ -20,6 +20,7 @@ func TestHeavyDependenciesHaveOneImporter(t *testing.T) {
 		"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
 		"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
 		"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
+		"github.com/landlock-lsm/":         "github.com/daskgate/daskgate/sandbox",
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)

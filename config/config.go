@@ -28,6 +28,8 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
+	// File is the path the configuration was read from ("" for none).
+	File string `json:"-"`
 	// Address is the one public listener: API, dashboards and scheduler TLS.
 	Address string `json:"address"`
 	// Prefix is the URL prefix, e.g. "/services/dask-gateway"; "" for none.
@@ -163,8 +165,17 @@ type Backend struct {
 	Type string `json:"type"`
 	// Kubernetes configures the kubernetes backend and its controller.
 	Kubernetes Kubernetes `json:"kubernetes"`
-	// ClustersDirectory holds per-cluster workdirs; "" means <data_dir>/clusters.
+	// ClustersDirectory holds per-cluster workdirs; "" means
+	// <data_dir>-clusters, beside the data dir and never inside it.
 	ClustersDirectory string `json:"clusters_directory"`
+	// Isolation keeps one tenant's cluster processes from another's files
+	// and the gateway's: "sandbox" (Landlock, no root needed) or "none"
+	// (a single-user machine only); "" means sandbox, and a startup
+	// error where the kernel cannot.
+	Isolation string `json:"isolation"`
+	// SandboxReadOnlyPaths are more paths sandboxed clusters may read
+	// (data sets, shared environments); none may hold the gateway's files.
+	SandboxReadOnlyPaths []string `json:"sandbox_read_only_paths"`
 	// InheritedEnvironment lists gateway variables copied to cluster processes.
 	InheritedEnvironment []string `json:"inherited_environment"`
 	// Timeouts and periods; see docs/configuration.md.
@@ -332,6 +343,7 @@ func Load(path string, environ []string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, describeJSONError(err))
 	}
 	cfg.Auth.hubEnvDefaults(environ)
+	cfg.File = path
 	return &cfg, nil
 }
 
@@ -433,6 +445,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(oneOf("backend.type", c.Backend.Type, "local", "kubernetes"))
+	add(oneOf("backend.isolation", c.Backend.Isolation, "", "sandbox", "none"))
 	if (c.Proxy.TLSCert == "") != (c.Proxy.TLSKey == "") {
 		add(errors.New("proxy.tls_cert and proxy.tls_key must be set together"))
 	}

@@ -122,3 +122,23 @@ def one_worker(cluster):
     client.wait_for_workers(1, timeout=60)
     (worker,) = client.scheduler_info()["workers"].values()
     return client, worker
+
+
+def host_pid(cluster_name, inner_pid, pidns):
+    """The pid, as this test sees it, of a process of cluster_name that calls itself
+    inner_pid in pid namespace pidns: sandboxed processes have namespaces of their own."""
+    from pathlib import Path
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [pid])
+        if int(nspid[-1]) == inner_pid and f"DASK_GATEWAY_CLUSTER_NAME={cluster_name}".encode() in env \
+                and os.readlink(f"/proc/{pid}/ns/pid") == pidns:
+            return int(pid)
+    raise AssertionError(f"no process {inner_pid} of cluster {cluster_name}")

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from dask_gateway import BasicAuth, Gateway, GatewayClusterError, GatewayWarning
 
-from conftest import one_worker, wait_for
+from conftest import host_pid, one_worker, wait_for
 
 
 def connect(gw, user="alice", password="pw"):
@@ -152,9 +152,10 @@ def test_killed_worker_is_replaced(gateway_factory):
         (before,) = client.scheduler_info()["workers"].values()
         # dask worker runs a nanny (the process the gateway started) and the
         # worker in a child process: kill both, as an OOM killer might.
-        ((pid, nanny),) = client.run(lambda: (os.getpid(), os.getppid())).values()
-        os.kill(nanny, signal.SIGKILL)
-        os.kill(pid, signal.SIGKILL)
+        ((pid, nanny, ns),) = client.run(lambda: (os.getpid(), os.getppid(), os.readlink("/proc/self/ns/pid"))).values()
+        pids = [host_pid(cluster.name, p, ns) for p in (nanny, pid)]  # both, before either dies
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
 
         def replaced():
             ws = list(client.scheduler_info()["workers"].values())
@@ -170,7 +171,8 @@ def test_killed_scheduler_fails_cluster(gateway_factory):
     with connect(gw) as g:
         cluster = g.new_cluster()
         client = cluster.get_client()
-        pid = client.run_on_scheduler(os.getpid)
+        pid, ns = client.run_on_scheduler(lambda: (os.getpid(), os.readlink("/proc/self/ns/pid")))
+        pid = host_pid(cluster.name, pid, ns)
         client.close()
         cluster.close(shutdown=False)
         os.kill(pid, signal.SIGKILL)

@@ -472,9 +472,8 @@ func TestRefusedSchedulerPod(t *testing.T) {
 	if code, msg := h.waitError(g, "alice", name); code != 409 || !strings.Contains(msg, "forbidden") || !strings.Contains(msg, "start timeout") {
 		t.Fatalf("?wait: %d %q", code, msg)
 	}
-	if !h.deleted(name, "secret") {
-		t.Fatal("the failed cluster's Secret is still there")
-	}
+	// Cleanup follows the FAILED status write: wait for it.
+	waitFor(t, 10*time.Second, "the failed cluster's Secret deleted", func() bool { return h.deleted(name, "secret") })
 }
 
 // TestControllerRestartedMidReconcile: a lone controller stopped as soon

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/daskgate/daskgate/cluster"
@@ -45,6 +46,11 @@ type Config struct {
 	APIURL string
 	// InheritedEnv names the gateway variables copied into cluster processes.
 	InheritedEnv []string
+	// Wrap, if set, turns a cluster process's argv into the one started
+	// (the sandbox launcher around it), given its cluster's workdir, and
+	// gives the attributes to start it with (new namespaces); nil
+	// attributes mean a new session only.
+	Wrap func(workdir string, argv []string) ([]string, *syscall.SysProcAttr)
 	// Routes gets proxy routes; nil means none.
 	Routes RouteSink
 	// OnRunning is called when a cluster first reaches RUNNING, with the

@@ -19,6 +19,8 @@ type procSpec struct {
 	env     []string
 	dir     string
 	logFile string
+	// attr, if set, replaces the default new session (namespaces too).
+	attr *syscall.SysProcAttr
 	// onExit runs once when a child launched by this gateway exits.
 	onExit func(pid int, err error)
 }
@@ -46,6 +48,9 @@ func (ps *procs) start(p procSpec) (int, error) {
 	cmd.Env, cmd.Dir = p.env, p.dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if p.attr != nil {
+		cmd.SysProcAttr = p.attr
+	}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", p.argv[0], err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/daskgate/daskgate/cluster"
@@ -181,8 +182,8 @@ func (b *Backend) launchScheduler(r *record) step {
 	r.Workdir = workdir
 	b.persist(r)
 	l := cluster.NewLaunch(r.Config, cluster.RoleScheduler, b.placement(r))
-	spec := procSpec{argv: l.Argv, env: environ(l.Env), dir: workdir,
-		logFile: filepath.Join(workdir, "logs", "scheduler.log")}
+	spec := procSpec{env: environ(l.Env), dir: workdir, logFile: filepath.Join(workdir, "logs", "scheduler.log")}
+	spec.argv, spec.attr = b.wrap(workdir, l.Argv)
 	name, cert, key := r.Name, r.TLSCert, r.TLSKey
 	spec.onExit = func(pid int, err error) { b.onSchedulerExit(name, pid, err) }
 	return func(ctx context.Context) error {
@@ -242,8 +243,9 @@ func (b *Backend) workerSpecs(r *record, ws []*worker) []workerLaunch {
 	for _, w := range ws {
 		p.WorkerName = w.Name
 		l := cluster.NewLaunch(r.Config, cluster.RoleWorker, p)
-		out = append(out, workerLaunch{w: w, spec: procSpec{argv: l.Argv, env: environ(l.Env), dir: r.Workdir,
-			logFile: filepath.Join(r.Workdir, "logs", "worker-"+w.Name+".log")}})
+		spec := procSpec{env: environ(l.Env), dir: r.Workdir, logFile: filepath.Join(r.Workdir, "logs", "worker-"+w.Name+".log")}
+		spec.argv, spec.attr = b.wrap(r.Workdir, l.Argv)
+		out = append(out, workerLaunch{w: w, spec: spec})
 	}
 	return out
 }
@@ -286,8 +288,18 @@ func (b *Backend) placement(r *record) cluster.Placement {
 			p.Env = append(p.Env, cluster.EnvVar{Name: k, Value: v})
 		}
 	}
-	p.Env = append(p.Env, cluster.EnvVar{Name: "USER", Value: r.Username})
+	p.Env = append(p.Env, cluster.EnvVar{Name: "USER", Value: r.Username},
+		// Spill and temporary files stay in the cluster's own directory.
+		cluster.EnvVar{Name: "TMPDIR", Value: r.Workdir}, cluster.EnvVar{Name: "DASK_TEMPORARY_DIRECTORY", Value: r.Workdir})
 	return p
+}
+
+// wrap applies Config.Wrap (the sandbox launcher), if any.
+func (b *Backend) wrap(workdir string, argv []string) ([]string, *syscall.SysProcAttr) {
+	if b.cfg.Wrap == nil {
+		return argv, nil
+	}
+	return b.cfg.Wrap(workdir, argv)
 }
 
 // environ is a launch's environment as a process gets it.

@@ -21,6 +21,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/daskgate/daskgate/sandbox"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=...".
@@ -78,6 +80,8 @@ func run(args []string, stdout io.Writer) error {
 		return controllerCmd(args[1:])
 	case "install-crds":
 		return installCRDsCmd(args[1:], stdout)
+	case "sandbox-exec": // the sandbox launcher the local backend starts (internal)
+		return sandbox.Main(args[1:])
 	case "version":
 		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
 		return nil

@@ -179,7 +179,7 @@ func newLocalBackend(cfg *config.Config, log *slog.Logger, db *store.DB, table *
 	b := cfg.Backend
 	dir := b.ClustersDirectory
 	if dir == "" {
-		dir = filepath.Join(cfg.DataDir, "clusters")
+		dir = filepath.Clean(cfg.DataDir) + "-clusters"
 	}
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -188,8 +188,12 @@ func newLocalBackend(cfg *config.Config, log *slog.Logger, db *store.DB, table *
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create clusters directory: %w", err)
 	}
+	wrap, err := isolation(cfg, dir, log)
+	if err != nil {
+		return nil, err
+	}
 	return local.New(local.Config{
-		Logger: log, Dir: dir, Store: db, APIURL: apiURL, InheritedEnv: b.InheritedEnvironment, Routes: table,
+		Logger: log, Dir: dir, Store: db, APIURL: apiURL, InheritedEnv: b.InheritedEnvironment, Routes: table, Wrap: wrap,
 		OnRunning:           onRunning,
 		ClusterStartTimeout: time.Duration(b.ClusterStartTimeout), WorkerStartTimeout: time.Duration(b.WorkerStartTimeout),
 		HeartbeatPeriod: time.Duration(b.HeartbeatPeriod), HeartbeatTimeout: time.Duration(b.HeartbeatTimeout),
