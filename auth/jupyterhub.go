@@ -140,12 +140,10 @@ func (j *JupyterHub) ask(ctx context.Context, token string) (*cluster.User, erro
 		return nil, &Error{Code: http.StatusInternalServerError, Msg: "Failure verifying user's JupyterHub API token", Err: err}
 	}
 	req.Header.Set("Authorization", "token "+token)
-	resp, err := j.cfg.Client.Do(req)
+	resp, body, err := j.do(req)
 	if err != nil {
 		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token", Err: err}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden, resp.StatusCode == http.StatusNotFound:
 		return nil, ErrUnauthorized
@@ -155,8 +153,6 @@ func (j *JupyterHub) ask(ctx context.Context, token string) (*cluster.User, erro
 	case resp.StatusCode >= 400:
 		return nil, &Error{Code: http.StatusInternalServerError, Msg: "Failure verifying user's JupyterHub API token",
 			Err: fmt.Errorf("hub answered %s", resp.Status)}
-	case err != nil:
-		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure verifying user's JupyterHub API token", Err: err}
 	}
 	var m hubModel
 	if err := json.Unmarshal(body, &m); err != nil || m.Name == "" {
@@ -250,12 +246,10 @@ func (j *JupyterHub) Exchange(ctx context.Context, code string) (*cluster.User, 
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := j.cfg.Client.Do(req)
+	resp, body, err := j.do(req)
 	if err != nil {
 		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: err}
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case resp.StatusCode >= 500:
 		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: fmt.Errorf("hub answered %s", resp.Status)}
@@ -269,4 +263,16 @@ func (j *JupyterHub) Exchange(ctx context.Context, code string) (*cluster.User, 
 		return nil, &Error{Code: http.StatusBadGateway, Msg: "Upstream failure signing in with JupyterHub", Err: fmt.Errorf("no access token in the hub's reply: %v", err)}
 	}
 	return j.ask(ctx, tok.AccessToken)
+}
+
+// do sends req to the hub and reads at most 1 MiB of the reply, all
+// within the client's timeout.
+func (j *JupyterHub) do(req *http.Request) (*http.Response, []byte, error) {
+	resp, err := j.cfg.Client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, body, err
 }

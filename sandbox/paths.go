@@ -47,7 +47,10 @@ func ReadOnlyPaths(path string, extra, protect []string) (ro, dropped []string) 
 		if slices.Contains(ro, c) || slices.Contains(dropped, c) {
 			continue
 		}
-		if c == "/" || slices.ContainsFunc(protect, func(p string) bool { return within(p, c) }) {
+		if c == "/" {
+			continue // the prefix of /bin: never the whole tree
+		}
+		if slices.ContainsFunc(protect, func(p string) bool { return within(p, c) }) {
 			dropped = append(dropped, c)
 			continue
 		}
