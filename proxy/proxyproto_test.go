@@ -100,3 +100,26 @@ func FuzzReadProxyHeader(f *testing.F) {
 }
 
 func resolveTCP(s string) (*net.TCPAddr, error) { return net.ResolveTCPAddr("tcp", s) }
+
+// BenchmarkReadProxyHeader: the cost of one header, per version (v1 goes
+// through armon/go-proxyproto, v2 is parsed in place).
+func BenchmarkReadProxyHeader(b *testing.B) {
+	v4 := []byte{203, 0, 113, 7, 10, 0, 0, 1, 0x30, 0x39, 0x1f, 0x40}
+	for name, hdr := range map[string]string{
+		"v1": "PROXY TCP4 203.0.113.7 10.0.0.1 12345 8000\r\n\x16",
+		"v2": string(v2Header(1, 0x11, v4)) + "\x16",
+	} {
+		b.Run(name, func(b *testing.B) {
+			r := strings.NewReader(hdr)
+			br := bufio.NewReaderSize(r, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Reset(hdr)
+				br.Reset(r)
+				if _, err := readProxyHeader(br); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
