@@ -92,7 +92,9 @@ func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey
 	return c, key
 }
 
-func pemOf(kind string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}) }
+func pemOf(kind string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
+}
 
 func keyPEM(t *testing.T, k *ecdsa.PrivateKey) []byte {
 	der, err := x509.MarshalPKCS8PrivateKey(k)
