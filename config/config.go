@@ -127,6 +127,9 @@ type Kubernetes struct {
 	// QPS and Burst limit this process's API calls.
 	QPS   float64 `json:"qps"`
 	Burst int     `json:"burst"`
+	// StartupTimeout bounds the wait for the API server at startup: an
+	// unreachable one is a startup error naming the cause after it.
+	StartupTimeout cluster.Duration `json:"startup_timeout"`
 	// Controller settings.
 	Controller KubeController `json:"controller"`
 }

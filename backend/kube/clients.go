@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,6 +33,12 @@ type ClientConfig struct {
 // errors, throttling) to log, so the process writes one stream in one
 // format. klog is process-wide: call it once, from main.
 func RouteKlog(log *slog.Logger) { klog.SetSlogLogger(log.With("component", "client-go")) }
+
+// Ping asks the API server for its version: nil when it answers, else
+// why not (connection refused, a bad certificate, 401...).
+func (c *Clients) Ping(ctx context.Context) error {
+	return c.Core.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Error()
+}
 
 // Clients are the typed and dynamic clients of one process.
 type Clients struct {

@@ -47,10 +47,12 @@ func kubeNamespaces(k config.Kubernetes) []string {
 // controller when it runs in the same process.
 type kubeBackend struct {
 	*kube.Gateway
-	ctl    *kube.Controller
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
+	ctl            *kube.Controller
+	clients        *kube.Clients
+	startupTimeout time.Duration
+	log            *slog.Logger
+	cancel         context.CancelFunc
+	done           chan struct{}
 }
 
 func newKubeBackend(cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string) (*kubeBackend, error) {
@@ -64,7 +66,10 @@ func newKubeBackend(cfg *config.Config, log *slog.Logger, table *proxy.Table, ap
 	if err != nil {
 		return nil, err
 	}
-	b := &kubeBackend{Gateway: gw, log: log}
+	b := &kubeBackend{Gateway: gw, log: log, clients: cl, startupTimeout: time.Duration(k.StartupTimeout)}
+	if b.startupTimeout <= 0 {
+		b.startupTimeout = time.Minute
+	}
 	if k.Controller.Enabled {
 		if b.ctl, err = newController(cfg, log, cl, apiURL); err != nil {
 			return nil, err
@@ -82,9 +87,11 @@ func newController(cfg *config.Config, log *slog.Logger, cl *kube.Clients, apiUR
 		CompletedMaxAge: time.Duration(c.CompletedClusterMaxAge), CleanupPeriod: time.Duration(c.CleanupPeriod), LeaseName: c.LeaseName})
 }
 
-// Start runs the informers (and the controller) and waits for the cache.
-func (b *kubeBackend) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
+// Start runs the informers (and the controller) and waits for the cache,
+// at most startup_timeout: an API server that cannot be reached is an
+// error naming why, and ctx ending (SIGTERM) ends the wait at once.
+func (b *kubeBackend) Start(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel, b.done = cancel, make(chan struct{})
 	go func() {
 		defer close(b.done)
@@ -92,15 +99,32 @@ func (b *kubeBackend) Start() {
 		if ctl := b.ctl; ctl != nil { // waited for, so it releases its Lease before we exit
 			b.ctl = nil // RunCampaigning replaces it after a lost Lease; let its caches go
 			wg.Go(func() {
-				if err := kube.RunCampaigning(ctx, ctl); err != nil {
+				if err := kube.RunCampaigning(runCtx, ctl); err != nil {
 					b.log.Error("embedded controller stopped", "err", err)
 				}
 			})
 		}
-		_ = b.Gateway.Run(ctx)
+		if err := b.Gateway.Run(runCtx); err != nil {
+			b.log.Error("kubernetes backend stopped", "err", err)
+		}
 		wg.Wait()
 	}()
-	b.Gateway.WaitSynced(ctx)
+	wctx, wcancel := context.WithTimeout(ctx, b.startupTimeout)
+	defer wcancel()
+	if b.Gateway.WaitSynced(wctx) {
+		return nil
+	}
+	cancel()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	cause := b.clients.Ping(pctx)
+	if cause == nil {
+		cause = errors.New("the informer caches did not fill (check RBAC for daskclusters in the namespaces)")
+	}
+	return fmt.Errorf("backend.kubernetes: not ready within startup_timeout (%v): %w", b.startupTimeout, cause)
 }
 
 // Shutdown stops watching; clusters keep running (their state is in the API server).

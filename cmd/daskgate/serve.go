@@ -54,7 +54,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	backend.Start()
+	if err := backend.Start(ctx); err != nil {
+		return err
+	}
 	go func() { _ = px.Serve(lns.main) }()
 	if lns.tcp != nil {
 		go func() { _ = px.ServeTCP(lns.tcp) }()
@@ -125,12 +127,18 @@ func openStore(dir string, log *slog.Logger) (*store.DB, error) {
 	return db, nil
 }
 
-// runner is a backend's life cycle as serve drives it.
+// runner is a backend's life cycle as serve drives it: Start returns
+// when the backend serves, or with why it cannot (ctx ending included).
 type runner interface {
 	server.Backend
-	Start()
+	Start(ctx context.Context) error
 	Shutdown(ctx context.Context)
 }
+
+// localRunner adapts the local backend, which starts at once.
+type localRunner struct{ *local.Backend }
+
+func (l localRunner) Start(context.Context) error { l.Backend.Start(); return nil }
 
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, runner, func(), error) {
 	set, err := options.New(cfg.Options.Fields)
@@ -154,10 +162,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 			return nil, nil, nil, err
 		}
 		closeBackend = func() { db.Close() }
-		if backend, err = newLocalBackend(cfg, log, db, table, apiURL, func(d time.Duration) { srv.ObserveClusterStart(d) }); err != nil {
+		lb, err := newLocalBackend(cfg, log, db, table, apiURL, func(d time.Duration) { srv.ObserveClusterStart(d) })
+		if err != nil {
 			db.Close()
 			return nil, nil, nil, err
 		}
+		backend = localRunner{lb}
 	}
 	authn, login, err := newAuthenticator(cfg.Auth, cfg.Prefix, log)
 	if err != nil {
