@@ -5,11 +5,11 @@
 // pooled instance under a timeout and a memory cap, and an instance that
 // trapped or timed out is discarded, never reused.
 //
-// Typical use:
+// Typical use (ExampleLoad runs it):
 //
 //	m, err := wasm.Load(ctx, wasm.Config{Path: "handler.wasm"})
 //	out, err := m.Call(ctx, "options", inputJSON) // output JSON
-//	e := wasm.NewEngine(m, fallbackHandler, fallbackAuthorizer, log)
+//	e, err := wasm.NewEngine(ctx, wasm.Config{Path: "handler.wasm"}, fallbackHandler, fallbackAuthorizer)
 package wasm
 
 import (

@@ -3,13 +3,13 @@
 // controller turns DaskCluster objects into a Secret, a scheduler pod, a
 // headless Service and worker pods. client-go is imported only here.
 //
-// Typical use:
+// Typical use (the package Example, which compiles with the code):
 //
 //	cl, err := kube.NewClients(kube.ClientConfig{Kubeconfig: path})
-//	gw, err := kube.NewGateway(kube.GatewayConfig{Clients: cl, Instance: "dask-gateway", Namespace: "dask"})
-//	go gw.Run(ctx) // then use gw as the server's Backend and RouteSource
+//	gw, err := kube.NewGateway(kube.GatewayConfig{Clients: cl, Instance: "dask-gateway", Namespaces: []string{"dask"}})
+//	go gw.Run(ctx) // then gw is the server's Backend
 //	ctl, err := kube.NewController(kube.ControllerConfig{Clients: cl, Instance: "dask-gateway", APIURL: url})
-//	go ctl.Run(ctx) // leader-elected
+//	go kube.RunCampaigning(ctx, ctl) // leader-elected
 package kube
 
 import (
