@@ -7,6 +7,17 @@ import (
 	"testing"
 )
 
+// heavyOwners maps each heavy module (a path prefix) to the one package
+// that may import it.
+var heavyOwners = map[string]string{
+	"github.com/open-policy-agent/opa": "github.com/daskgate/daskgate/policy",
+	"go.etcd.io/bbolt":                 "github.com/daskgate/daskgate/store",
+	"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
+	"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
+	"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
+	"github.com/landlock-lsm/":         "github.com/daskgate/daskgate/sandbox",
+}
+
 // TestHeavyDependenciesHaveOneImporter keeps OPA behind policy/, bbolt
 // behind store/, wazero behind wasm/, client-go behind backend/kube/ and
 // gokrb5 behind auth/kerberos/ and go-landlock behind sandbox/.
@@ -15,19 +26,11 @@ func TestHeavyDependenciesHaveOneImporter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owners := map[string]string{
-		"github.com/open-policy-agent/opa": "github.com/daskgate/daskgate/policy",
-		"go.etcd.io/bbolt":                 "github.com/daskgate/daskgate/store",
-		"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
-		"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
-		"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
-		"github.com/landlock-lsm/":         "github.com/daskgate/daskgate/sandbox",
-	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, imports := fields[0], fields[1:]
 		for _, imp := range imports {
-			for dep, owner := range owners {
+			for dep, owner := range heavyOwners {
 				if strings.HasPrefix(imp, dep) && !strings.HasPrefix(pkg, owner) {
 					t.Errorf("%s imports %s; only %s may", pkg, imp, owner)
 				}
@@ -46,14 +49,6 @@ func TestHeavyDependenciesComeOnlyThroughTheirOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owners := map[string]string{
-		"github.com/open-policy-agent/opa": "github.com/daskgate/daskgate/policy",
-		"go.etcd.io/bbolt":                 "github.com/daskgate/daskgate/store",
-		"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
-		"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
-		"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
-		"github.com/landlock-lsm/":         "github.com/daskgate/daskgate/sandbox",
-	}
 	// policy evaluates OPA wasm bundles with OPA's own evaluator, which
 	// runs on wazero too: one pure-Go runtime in the binary, not two
 	// (docs/RATIONALE.md).
@@ -61,7 +56,7 @@ func TestHeavyDependenciesComeOnlyThroughTheirOwner(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
 		pkg, deps := fields[0], fields[1:]
-		for dep, owner := range owners {
+		for dep, owner := range heavyOwners {
 			if strings.HasPrefix(pkg, owner) || allowed[pkg] == dep {
 				continue
 			}
