@@ -2,9 +2,11 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -144,5 +146,25 @@ func TestUserLocksAreReleased(t *testing.T) {
 	<-got
 	if n := l.held(); n != 0 {
 		t.Fatalf("%d locks left", n)
+	}
+}
+
+// The scheduler's 4xx is final (one call); a 5xx is retried.
+func TestSchedulerClientRetriesOnlyWhatMayPass(t *testing.T) {
+	for _, tt := range []struct {
+		code, calls int
+	}{{403, 1}, {400, 1}, {503, 3}, {200, 1}} {
+		var calls int
+		sched := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls++
+			w.WriteHeader(tt.code)
+			w.Write([]byte(strings.Repeat("x", 1000)))
+		}))
+		sc := &SchedulerClient{}
+		err := sc.Send(context.Background(), &cluster.Cluster{APIAddress: sched.URL, Token: "t"}, map[string]any{"op": "scale"})
+		sched.Close()
+		if calls != tt.calls || (err == nil) != (tt.code == 200) {
+			t.Errorf("scheduler %d: %d calls, err %v; want %d calls", tt.code, calls, err, tt.calls)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -19,7 +21,9 @@ type SchedulerClient struct {
 	Attempts int
 }
 
-// Send posts msg to the scheduler, retrying with doubling sleeps.
+// Send posts msg to the scheduler, retrying failures that may pass (no
+// answer, a 5xx) with doubling sleeps; a 4xx is the scheduler's final
+// word and is not retried.
 func (sc *SchedulerClient) Send(ctx context.Context, c *cluster.Cluster, msg any) error {
 	body, err := json.Marshal(msg)
 	if err != nil {
@@ -34,8 +38,9 @@ func (sc *SchedulerClient) Send(ctx context.Context, c *cluster.Cluster, msg any
 	}
 	delay := 100 * time.Millisecond
 	for i := range attempts {
-		if err = sc.post(ctx, client, c, body); err == nil {
-			return nil
+		var refused *schedulerRefusal
+		if err = sc.post(ctx, client, c, body); err == nil || errors.As(err, &refused) {
+			return err
 		}
 		if i < attempts-1 {
 			select {
@@ -60,12 +65,22 @@ func (sc *SchedulerClient) post(ctx context.Context, client *http.Client, c *clu
 	if err != nil {
 		return err
 	}
+	// Read what is left (bounded) so the connection is reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if resp.StatusCode >= 400 {
+	switch {
+	case resp.StatusCode >= 500:
 		return fmt.Errorf("scheduler answered %s", resp.Status)
+	case resp.StatusCode >= 400:
+		return &schedulerRefusal{status: resp.Status}
 	}
 	return nil
 }
+
+// schedulerRefusal is a 4xx from the scheduler: final, not retried.
+type schedulerRefusal struct{ status string }
+
+func (e *schedulerRefusal) Error() string { return "scheduler answered " + e.status }
 
 type scaleReply struct {
 	OK  bool    `json:"ok"`
