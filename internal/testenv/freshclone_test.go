@@ -12,7 +12,7 @@ import (
 // TestFreshClone takes a new user's path: clone the repository into an
 // empty folder with nothing beside it, then from there run the test
 // environment's install (cached by now: it builds nothing) and one test
-// against a real API server. Nothing may need ../shared.
+// against a real API server. Nothing may need a shared folder beside it.
 func TestFreshClone(t *testing.T) {
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
@@ -28,7 +28,7 @@ func TestFreshClone(t *testing.T) {
 	clone := filepath.Join(empty, "daskgate")
 	run(t, empty, "git", "clone", "--quiet", "--no-hardlinks", strings.TrimSpace(string(top)), clone)
 	if _, err := os.Stat(filepath.Join(empty, "shared")); err == nil {
-		t.Fatal("the clone has a ../shared beside it")
+		t.Fatal("the clone has a shared folder beside it")
 	}
 	out := run(t, clone, "go", "run", "./hack/testenv", "install")
 	if !strings.Contains(out, "all tools ready") || strings.Contains(out, "building") {
