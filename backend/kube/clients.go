@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
@@ -31,8 +32,13 @@ type ClientConfig struct {
 
 // RouteKlog sends client-go's own logs (klog: leader election, watch
 // errors, throttling) to log, so the process writes one stream in one
-// format. klog is process-wide: call it once, from main.
-func RouteKlog(log *slog.Logger) { klog.SetSlogLogger(log.With("component", "client-go")) }
+// format. klog is process-wide: the first call wins, later ones (a second
+// serve in one test binary) change nothing while client-go may be logging.
+func RouteKlog(log *slog.Logger) {
+	klogOnce.Do(func() { klog.SetSlogLogger(log.With("component", "client-go")) })
+}
+
+var klogOnce sync.Once
 
 // Ping asks the API server for its version: nil when it answers, else
 // why not (connection refused, a bad certificate, 401...).

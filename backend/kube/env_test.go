@@ -26,6 +26,10 @@ var testEnv struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(klogChildEnv) != "" {
+		klogChild() // TestKlogGoesToSlog's child: klog is process-wide
+		return
+	}
 	os.Exit(runWithKube(m))
 }
 
