@@ -96,21 +96,23 @@ func (in *installer) goCmd(ctx context.Context, dir string, extraEnv []string, a
 }
 
 // download fetches module@version and returns its source directory and
-// go.mod file. A version the proxy does not serve is a clear error.
-func (in *installer) download(ctx context.Context, modVersion string) (dir, gomod string, err error) {
+// its go.mod's contents. A version the proxy does not serve is a clear
+// error.
+func (in *installer) download(ctx context.Context, modVersion string) (dir string, gomod []byte, err error) {
 	dl := filepath.Join(in.dir, "src", "dl")
 	if _, err := writeIfChanged(filepath.Join(dl, "go.mod"), "module testenv/dl\n\ngo 1.22\n"); err != nil {
-		return "", "", err
+		return "", nil, err
 	}
 	out, err := in.goCmd(ctx, dl, nil, "mod", "download", "-json", modVersion)
 	if err != nil {
-		return "", "", fmt.Errorf("module proxy refused %s (pick another version in internal/testenv/versions.go): %w", modVersion, err)
+		return "", nil, fmt.Errorf("module proxy refused %s (pick another version in internal/testenv/versions.go): %w", modVersion, err)
 	}
 	var m struct{ Dir, GoMod string }
 	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
-		return "", "", fmt.Errorf("go mod download %s: unexpected output %q", modVersion, out)
+		return "", nil, fmt.Errorf("go mod download %s: unexpected output %q", modVersion, out)
 	}
-	return m.Dir, m.GoMod, nil
+	gomod, err = os.ReadFile(m.GoMod)
+	return m.Dir, gomod, err
 }
 
 // build runs `go build` of the main packages bins (cache name → package)

@@ -25,14 +25,6 @@ const fakeNode = `{"apiVersion": "v1", "kind": "Node",
 
 // startKwok runs kube-scheduler and kwok and registers the fake node.
 func (e *Env) startKwok(ctx context.Context, opt Options) error {
-	scheduler, err := Path("kube-scheduler")
-	if err != nil {
-		return err
-	}
-	kwok, err := Path("kwok")
-	if err != nil {
-		return err
-	}
 	stages, err := kwokStages()
 	if err != nil {
 		return err
@@ -50,12 +42,12 @@ leaderElection: {leaderElect: false}
 	if err != nil {
 		return err
 	}
-	if err := launch(e.Dir, "kube-scheduler", e.detach, scheduler, "--config="+conf, "--secure-port=0"); err != nil {
+	if err := launch(e.Dir, "kube-scheduler", e.detach, e.bin["kube-scheduler"], "--config="+conf, "--secure-port=0"); err != nil {
 		return err
 	}
 	// No --server-address: kwok opens no port. Node IP 127.0.0.1, so
 	// anything that would contact a "kubelet" stays on loopback.
-	err = launch(e.Dir, "kwok", e.detach, kwok, "--kubeconfig="+e.Kubeconfig, "--config="+stages,
+	err = launch(e.Dir, "kwok", e.detach, e.bin["kwok"], "--kubeconfig="+e.Kubeconfig, "--config="+stages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--manage-nodes-with-label-selector=", "--cidr="+podCIDR, "--node-ip=127.0.0.1",
 		"--node-lease-duration-seconds=40")

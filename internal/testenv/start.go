@@ -44,6 +44,7 @@ type Env struct {
 	Server     string // https://127.0.0.1:PORT
 	temporary  bool
 	detach     bool
+	bin        map[string]string // resolved once by start
 }
 
 // Start brings up a control plane and waits until it serves; on error
@@ -74,10 +75,13 @@ func (e *Env) start(ctx context.Context, opt Options) error {
 	if opt.NoKwok {
 		need = processNames[:3]
 	}
+	e.bin = map[string]string{}
 	for _, name := range need {
-		if _, err := Path(name); err != nil {
+		p, err := Path(name)
+		if err != nil {
 			return err
 		}
+		e.bin[name] = p
 	}
 	for _, d := range []string{"pids", "logs"} {
 		if err := os.MkdirAll(filepath.Join(e.Dir, d), 0o755); err != nil {
@@ -137,21 +141,13 @@ func (e *Env) Pids() map[string]int {
 }
 
 func (e *Env) startAPIServer(ctx context.Context, timeout time.Duration) error {
-	etcd, err := Path("etcd")
-	if err != nil {
-		return err
-	}
-	apiserver, err := Path("kube-apiserver")
-	if err != nil {
-		return err
-	}
 	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
 	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
 	os.RemoveAll(filepath.Join(e.Dir, "etcd")) // every start is an empty cluster
-	err = launch(e.Dir, "etcd", e.detach, etcd, "--name=testenv", "--data-dir="+filepath.Join(e.Dir, "etcd"),
+	err = launch(e.Dir, "etcd", e.detach, e.bin["etcd"], "--name=testenv", "--data-dir="+filepath.Join(e.Dir, "etcd"),
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=testenv="+peer, "--unsafe-no-fsync", "--log-level=warn")
@@ -162,7 +158,7 @@ func (e *Env) startAPIServer(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	pki := filepath.Join(e.Dir, "pki")
-	err = launch(e.Dir, "kube-apiserver", e.detach, apiserver, "--etcd-servers="+client,
+	err = launch(e.Dir, "kube-apiserver", e.detach, e.bin["kube-apiserver"], "--etcd-servers="+client,
 		"--bind-address=127.0.0.1", "--secure-port="+ports[2], "--advertise-address=127.0.0.1",
 		"--endpoint-reconciler-type=none", "--cert-dir="+pki,
 		"--tls-cert-file="+filepath.Join(pki, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(pki, "apiserver.key"),
@@ -186,12 +182,8 @@ func (e *Env) startAPIServer(ctx context.Context, timeout time.Duration) error {
 }
 
 func (e *Env) startControllerManager(ctx context.Context, timeout time.Duration) error {
-	kcm, err := Path("kube-controller-manager")
-	if err != nil {
-		return err
-	}
 	pki := filepath.Join(e.Dir, "pki")
-	err = launch(e.Dir, "kube-controller-manager", e.detach, kcm, "--kubeconfig="+e.Kubeconfig,
+	err := launch(e.Dir, "kube-controller-manager", e.detach, e.bin["kube-controller-manager"], "--kubeconfig="+e.Kubeconfig,
 		"--secure-port=0", "--leader-elect=false", "--use-service-account-credentials=false",
 		"--service-account-private-key-file="+filepath.Join(pki, "sa.key"), "--root-ca-file="+filepath.Join(pki, "ca.crt"),
 		"--cluster-signing-cert-file="+filepath.Join(pki, "ca.crt"), "--cluster-signing-key-file="+filepath.Join(pki, "ca.key"),

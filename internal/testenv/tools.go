@@ -28,11 +28,7 @@ func (in *installer) kubernetes(ctx context.Context) error {
 		return nil
 	}
 	defer in.timed(fmt.Sprintf("building %d Kubernetes %s commands (cold ~8 min on 2 cores)", len(bins), Kubernetes))()
-	_, gomodPath, err := in.download(ctx, "k8s.io/kubernetes@"+Kubernetes)
-	if err != nil {
-		return err
-	}
-	upstream, err := os.ReadFile(gomodPath)
+	_, upstream, err := in.download(ctx, "k8s.io/kubernetes@"+Kubernetes)
 	if err != nil {
 		return err
 	}
@@ -82,11 +78,7 @@ func (in *installer) etcd(ctx context.Context) error {
 		return nil
 	}
 	defer in.timed("building etcd " + Etcd)()
-	_, gomodPath, err := in.download(ctx, mod+"@"+Etcd)
-	if err != nil {
-		return err
-	}
-	upstream, err := os.ReadFile(gomodPath)
+	_, upstream, err := in.download(ctx, mod+"@"+Etcd)
 	if err != nil {
 		return err
 	}
@@ -139,11 +131,7 @@ func (in *installer) kwok(ctx context.Context) error {
 // claims Kubernetes v1.20.
 func (in *installer) helm(ctx context.Context) error {
 	const h3, h4 = "helm.sh/helm/v3", "helm.sh/helm/v4"
-	_, gomodPath, err := in.download(ctx, h3+"@"+Helm3)
-	if err != nil {
-		return err
-	}
-	gomod, err := os.ReadFile(gomodPath)
+	_, gomod, err := in.download(ctx, h3+"@"+Helm3)
 	if err != nil {
 		return err
 	}
