@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"strings"
 
 	"github.com/daskgate/daskgate/cluster"
@@ -83,6 +84,15 @@ func (a *Auth) hubEnvDefaults(environ []string) {
 		if *d.field == "" {
 			*d.field = get(d.env)
 		}
+	}
+	if host := get("HUB_SERVICE_HOST"); a.JupyterHubAPIURL == "" && host != "" {
+		// The service links of a Service named hub in the same namespace
+		// (the JupyterHub chart's), as upstream's chart infers them.
+		port := get("HUB_SERVICE_PORT")
+		if port == "" {
+			port = "8081"
+		}
+		a.JupyterHubAPIURL = "http://" + net.JoinHostPort(host, port) + "/hub/api"
 	}
 	if a.JupyterHubOAuthAuthorizeURL == "" {
 		base := get("JUPYTERHUB_BASE_URL")

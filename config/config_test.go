@@ -141,3 +141,26 @@ func TestJupyterHubSettings(t *testing.T) {
 		}
 	}
 }
+
+// The hub's API URL comes from the Kubernetes service links of a Service
+// named hub when nothing else sets it, as upstream's chart does; an
+// explicit setting or JUPYTERHUB_API_URL wins.
+func TestJupyterHubServiceLinks(t *testing.T) {
+	p := write(t, "auth: {type: jupyterhub}\n")
+	for _, tt := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"HUB_SERVICE_HOST=10.0.0.7", "HUB_SERVICE_PORT=8081"}, "http://10.0.0.7:8081/hub/api"},
+		{[]string{"HUB_SERVICE_HOST=fd00::7", "HUB_SERVICE_PORT=8081"}, "http://[fd00::7]:8081/hub/api"},
+		{[]string{"HUB_SERVICE_HOST=10.0.0.7", "JUPYTERHUB_API_URL=http://other/hub/api"}, "http://other/hub/api"},
+	} {
+		cfg, err := Load(p, tt.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Auth.JupyterHubAPIURL != tt.want {
+			t.Errorf("%v: api url %q, want %q", tt.env, cfg.Auth.JupyterHubAPIURL, tt.want)
+		}
+	}
+}

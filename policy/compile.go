@@ -45,6 +45,15 @@ func regoFiles(paths []string) ([]string, error) {
 			if err != nil {
 				return err
 			}
+			if path != p && strings.HasPrefix(d.Name(), "..") {
+				// A mounted ConfigMap's kubelet layout: foo.rego links to
+				// ..data/foo.rego, ..data to a ..<timestamp> directory that an
+				// update replaces. The links are read, never those twice.
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
 			if !d.IsDir() && (isBundle(path) || strings.HasSuffix(path, ".rego") && !strings.HasSuffix(path, "_test.rego")) {
 				out = append(out, path)
 			}

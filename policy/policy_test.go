@@ -286,3 +286,53 @@ func TestWASMBundlesAgreeWithRego(t *testing.T) {
 		})
 	}
 }
+
+// TestHotReloadOfMountedConfigMap uses the layout the kubelet gives a
+// mounted ConfigMap: a.rego -> ..data/a.rego, ..data -> ..<timestamp>/,
+// and an update swaps the ..data link to a new directory. Each policy is
+// read once, through its link, and the swap reloads it.
+func TestHotReloadOfMountedConfigMap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, reason string) {
+		t.Helper()
+		ts := filepath.Join(dir, name)
+		if err := os.Mkdir(ts, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writePolicy(t, ts, "a.rego", "package daskgate.authz\nallow := false\nreason := \""+reason+"\"\n")
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..2026_12_07_10_00_00.1", "v1")
+	if err := os.Symlink("..data/a.rego", filepath.Join(dir, "a.rego")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(context.Background(), Config{Paths: []string{dir}, ReloadInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("a mounted ConfigMap's layout: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Watch(ctx)
+	reason := func() string {
+		_, r, _ := e.Authorize(ctx, cluster.AuthzRequest{User: alice, Action: cluster.ActionList})
+		return r
+	}
+	if r := reason(); r != "v1" {
+		t.Fatalf("reason %q, want v1", r)
+	}
+	time.Sleep(20 * time.Millisecond) // distinct mtimes
+	version("..2026_12_07_10_05_00.2", "v2")
+	deadline := time.Now().Add(5 * time.Second)
+	for reason() != "v2" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r := reason(); r != "v2" || e.Err() != nil {
+		t.Fatalf("after the ConfigMap update: reason %q, err %v", r, e.Err())
+	}
+}

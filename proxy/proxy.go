@@ -255,11 +255,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.limitBody(w, r)
 	path := r.URL.Path
 	if p.cfg.Prefix != "" {
-		if path != p.cfg.Prefix && !strings.HasPrefix(path, p.cfg.Prefix+"/") {
+		switch {
+		case path == p.cfg.Prefix || strings.HasPrefix(path, p.cfg.Prefix+"/"):
+			path = strings.TrimPrefix(path, p.cfg.Prefix)
+		case strings.HasPrefix(path, "/api/"):
+			// The API without the prefix, as upstream's api Service serves it:
+			// schedulers started before a move to daskgate heartbeat there.
+		default:
 			http.Error(w, "Not Found", http.StatusNotFound)
 			return
 		}
-		path = strings.TrimPrefix(path, p.cfg.Prefix)
 	}
 	if name, rest, ok := dashboardPath(path); ok {
 		if route, ok := p.cfg.Routes.Lookup(name); ok && route.Dashboard != "" {

@@ -88,6 +88,8 @@ func TestHTTPRouting(t *testing.T) {
 		{"/pre/clusters/abc/individual-plots.json?x=1", 200, "dash:/individual-plots.json?x=1 xff=127.0.0.1"},
 		{"/pre/clusters/abcd/status", 404, `{"error":"not found"}`},
 		{"/pre/clusters/dead/status", 502, `{"error":"dashboard unreachable"}`},
+		{"/api/v1/clusters/x/heartbeat", 200, "api:/api/v1/clusters/x/heartbeat from 127.0.0.1:"}, // upstream's api Service: no prefix
+		{"/clusters/abc/status", 404, "Not Found"},
 		{"/other", 404, "Not Found"},
 		{"/prefix-lookalike", 404, "Not Found"},
 	}
