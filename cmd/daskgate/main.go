@@ -69,7 +69,7 @@ func cpuProfile(path string) (stop func()) {
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: daskgate serve|controller|install-crds|policy|version [flags]")
+		return errors.New("usage: daskgate serve|controller|install-crds|policy|check|version [flags]")
 	}
 	switch args[0] {
 	case "serve":
@@ -82,11 +82,13 @@ func run(args []string, stdout io.Writer) error {
 		return installCRDsCmd(args[1:], stdout)
 	case "sandbox-exec": // the sandbox launcher the local backend starts (internal)
 		return sandbox.Main(args[1:])
+	case "check":
+		return checkCmd(args[1:], stdout)
 	case "version":
 		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
 		return nil
 	}
-	return fmt.Errorf("unknown command %q (want serve, controller, install-crds, policy or version)", args[0])
+	return fmt.Errorf("unknown command %q (want serve, controller, install-crds, policy, check or version)", args[0])
 }
 
 func serveCmd(args []string) error {
