@@ -10,7 +10,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build venv deps run test test-go test-e2e check bench examples wasm-fixtures testenv manifests clean
+.PHONY: help build venv deps run test test-go test-e2e check bench examples wasm-fixtures testenv manifests image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,9 +56,17 @@ wasm-fixtures: ## rebuild checked-in .wat test fixtures (needs wat2wasm from Deb
 testenv: ## build/cache etcd, kube-apiserver, kube-scheduler, kwok, helm, ... (internal/testenv; cold ~15 min on 2 cores, then ~1 s)
 	$(GO) run ./hack/testenv install
 
-manifests: build ## regenerate deploy/ (CRD and RBAC) from the Go types
+manifests: build ## regenerate deploy/ and the chart's CRD (and RBAC) from the Go types
 	$(BIN) install-crds --print > deploy/daskclusters.crd.yaml
+	cp deploy/daskclusters.crd.yaml charts/dask-gateway/crds/daskclusters.yaml
 	$(BIN) install-crds --print-rbac dask > deploy/rbac.yaml
+
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+image: ## build the gateway's OCI image without Docker: out/image/oci (OCI layout) and one docker-load tarball per platform; reproducible
+	$(GO) run ./hack/image build -o out/image -platforms $(IMAGE_PLATFORMS)
+
+push: ## push the image built by make image: make push REF=ghcr.io/you/daskgate:0.1.0
+	$(GO) run ./hack/image push -o out/image -ref $(REF)
 
 test: deps build venv examples testenv test-go test-e2e ## everything: Go tests with -race (incl. a real API server), then e2e with the real client
 

@@ -10,12 +10,13 @@ import (
 // heavyOwners maps each heavy module (a path prefix) to the one package
 // that may import it.
 var heavyOwners = map[string]string{
-	"github.com/open-policy-agent/opa": "github.com/daskgate/daskgate/policy",
-	"go.etcd.io/bbolt":                 "github.com/daskgate/daskgate/store",
-	"github.com/tetratelabs/wazero":    "github.com/daskgate/daskgate/wasm",
-	"k8s.io/client-go":                 "github.com/daskgate/daskgate/backend/kube",
-	"github.com/jcmturner/":            "github.com/daskgate/daskgate/auth/kerberos",
-	"github.com/landlock-lsm/":         "github.com/daskgate/daskgate/sandbox",
+	"github.com/open-policy-agent/opa":       "github.com/daskgate/daskgate/policy",
+	"go.etcd.io/bbolt":                       "github.com/daskgate/daskgate/store",
+	"github.com/tetratelabs/wazero":          "github.com/daskgate/daskgate/wasm",
+	"k8s.io/client-go":                       "github.com/daskgate/daskgate/backend/kube",
+	"github.com/jcmturner/":                  "github.com/daskgate/daskgate/auth/kerberos",
+	"github.com/landlock-lsm/":               "github.com/daskgate/daskgate/sandbox",
+	"github.com/google/go-containerregistry": "github.com/daskgate/daskgate/internal/image",
 }
 
 // TestHeavyDependenciesHaveOneImporter keeps OPA behind policy/, bbolt

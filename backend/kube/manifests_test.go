@@ -17,7 +17,7 @@ func TestShippedManifestsAreGenerated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string][]byte{"../../deploy/daskclusters.crd.yaml": crd, "../../deploy/rbac.yaml": rbac} {
+	for path, want := range map[string][]byte{"../../deploy/daskclusters.crd.yaml": crd, "../../charts/dask-gateway/crds/daskclusters.yaml": crd, "../../deploy/rbac.yaml": rbac} {
 		got, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -27,6 +28,9 @@ import (
 
 // Version is set at build time with -ldflags "-X main.Version=...".
 var Version = "0.1.0"
+
+// Revision is the commit the binary was built from (make image stamps it).
+var Revision = ""
 
 // apiVersion is what /api/version reports: the upstream release whose
 // API daskgate speaks, plus our own version as a local label.
@@ -85,7 +89,7 @@ func run(args []string, stdout io.Writer) error {
 	case "check":
 		return checkCmd(args[1:], stdout)
 	case "version":
-		fmt.Fprintf(stdout, "daskgate %s (API %s, %s)\n", Version, apiVersion(), runtime.Version())
+		fmt.Fprintf(stdout, "daskgate %s (API %s, %s, commit %s)\n", Version, apiVersion(), runtime.Version(), cmp.Or(Revision, "unknown"))
 		return nil
 	}
 	return fmt.Errorf("unknown command %q (want serve, controller, install-crds, policy, check or version)", args[0])
