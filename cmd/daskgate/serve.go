@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
+
+// testDial replaces the dialer for schedulers and dashboards in test
+// builds only (testdial.go); nil in the released binary.
+var testDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path, os.Environ())
@@ -100,7 +105,7 @@ func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *p
 	pc := proxy.Config{API: api, Routes: table, AuthorizeDashboard: api.AuthorizeDashboard, SessionCookiePrefix: auth.CookiePrefix, Prefix: cfg.Prefix, Logger: log, Registry: reg,
 		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), BodyTimeout: time.Duration(cfg.Proxy.BodyTimeout),
 		DialTimeout:    time.Duration(cfg.Proxy.DialTimeout),
-		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs}
+		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs, DialContext: testDial}
 	if cfg.Proxy.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)
 		if err != nil {
@@ -177,6 +182,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 	sc.Login, sc.Prefix, sc.BodyTimeout = login, cfg.Prefix, time.Duration(cfg.Proxy.BodyTimeout)
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
+	if testDial != nil {
+		sc.Scheduler = &server.SchedulerClient{HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: testDial}}}
+	}
 	srv, err = server.New(sc)
 	if err != nil {
 		closeBackend()

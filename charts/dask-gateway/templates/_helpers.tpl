@@ -58,9 +58,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "http://%s.%s:8000%s/api" (include "dask-gateway.apiName" .) .Release.Namespace (include "dask-gateway.prefix" .) -}}
 {{- end -}}
 
+{{/* name:tag. Upstream's Python server image (a values file copied from
+upstream's chart names it) means this chart's own image. */}}
 {{- define "dask-gateway.image" -}}
-{{- $tag := .image.tag | default .root.Chart.AppVersion -}}
-{{- printf "%s:%s" .image.name $tag -}}
+{{- if contains "dask-gateway-server" .image.name -}}
+{{- printf "ghcr.io/daskgate/daskgate:%s" .root.Chart.AppVersion -}}
+{{- else -}}
+{{- printf "%s:%s" .image.name (.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* proxy.<path> if set, else traefik.<path> (upstream's key). */}}

@@ -1,0 +1,156 @@
+package charts
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/daskgate/daskgate/internal/testenv"
+)
+
+var helms = []string{"helm", "helm4"}
+
+// goodValues are the values files that must lint, render and validate:
+// upstream's (unchanged), ours, and the chart examples users copy.
+func goodValues(t *testing.T) []string {
+	files, _ := filepath.Glob("testdata/dask-gateway/good/*.yaml")
+	examples, _ := filepath.Glob("../examples/helm/dask-gateway-*.yaml")
+	files = append(files, examples...)
+	if len(files) < 8 {
+		t.Fatalf("only %d values files", len(files))
+	}
+	return append([]string{""}, files...) // "": the chart's defaults
+}
+
+// TestDaskGatewayChartLintsAndValidates: helm v3 and v4 lint (strict) and
+// render the chart with its defaults and every good values file, and
+// what they render is valid for the real API server's schemas
+// (kubeconform, strict: no unknown fields).
+func TestDaskGatewayChartLintsAndValidates(t *testing.T) {
+	schemas := newSchemaDir(t)
+	for _, h := range helms {
+		for _, f := range goodValues(t) {
+			args := []string{"dask-gateway"}
+			name := "defaults"
+			if f != "" {
+				args, name = append(args, "-f", f), filepath.Base(f)
+			}
+			t.Run(h+"/"+name, func(t *testing.T) {
+				mustHelm(t, h, append([]string{"lint", "--strict"}, args...)...)
+				out := mustHelm(t, h, append([]string{"template", "rel", "--namespace", "dask", "--include-crds",
+					"--kube-version", testenv.Kubernetes}, args...)...)
+				for _, want := range []string{"name: api-rel-dask-gateway", "name: traefik-rel-dask-gateway", "kind: CustomResourceDefinition"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("rendered no %q", want)
+					}
+				}
+				schemas.validate(t, out)
+			})
+		}
+	}
+}
+
+// TestDaskGatewayChartRefusesBadValues: each bad values file fails with
+// helm v3 and v4, and the error says what its first line wants: the
+// schema names the key's path, and keys only Python could honour name
+// their replacement.
+func TestDaskGatewayChartRefusesBadValues(t *testing.T) {
+	files, _ := filepath.Glob("testdata/dask-gateway/bad/*.yaml")
+	if len(files) < 10 {
+		t.Fatalf("only %d bad values files", len(files))
+	}
+	for _, h := range helms {
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(b), "\n")
+			want, ok := strings.CutPrefix(first, "# want: ")
+			if !ok {
+				t.Fatalf("%s: first line is not # want: ...", f)
+			}
+			out, err := helm(t, h, "template", "rel", "dask-gateway", "-f", f)
+			if err == nil || !strings.Contains(out, want) {
+				t.Errorf("%s with %s: err %v, output lacks %q:\n%s", h, filepath.Base(f), err, want, out)
+			}
+		}
+	}
+}
+
+// TestValuesAndSchemaAgree: every key of values.yaml is in the schema (a
+// key the schema lacks would fail every install) and is documented in
+// docs/helm.md's values reference.
+func TestValuesAndSchemaAgree(t *testing.T) {
+	values := readYAML(t, "dask-gateway/values.yaml")
+	schema := readJSON(t, "dask-gateway/values.schema.json")
+	doc, err := os.ReadFile("../docs/helm.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, v any, s map[string]any)
+	walk = func(prefix string, v any, s map[string]any) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		props, _ := s["properties"].(map[string]any)
+		for k, child := range m {
+			path := strings.TrimPrefix(prefix+"."+k, ".")
+			cs, ok := props[k].(map[string]any)
+			if !ok {
+				t.Errorf("values key %s is not in the schema", path)
+				continue
+			}
+			if !strings.Contains(string(doc), "`"+path+"`") && !documentedUnder(string(doc), path) {
+				t.Errorf("values key %s is not in docs/helm.md", path)
+			}
+			if pass, _ := cs["type"].(string); pass == "object" && cs["additionalProperties"] != false {
+				continue // a Kubernetes shape or a free map: its insides are not ours
+			}
+			walk(path, child, cs)
+		}
+	}
+	walk("", values, schema)
+	if req, _ := schema["required"].([]any); !slices.Contains(req, any("gateway")) {
+		t.Errorf("schema root requires %v", req)
+	}
+}
+
+// documentedUnder: a leaf may be documented by its parent's row, e.g.
+// `gateway.livenessProbe` covers gateway.livenessProbe.enabled.
+func documentedUnder(doc, path string) bool {
+	for p := path; strings.Contains(p, "."); {
+		p = p[:strings.LastIndex(p, ".")]
+		if strings.Contains(doc, "`"+p+".*`") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestKubeconformCatchesMistakes: the schemas made from the API server do
+// refuse an unknown field, a wrong type and a missing required field, so
+// a clean pass above means something.
+func TestKubeconformCatchesMistakes(t *testing.T) {
+	schemas := newSchemaDir(t)
+	out := mustHelm(t, "helm", "template", "rel", "dask-gateway", "--kube-version", testenv.Kubernetes)
+	if err := schemas.check(t, out); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ from, to string }{
+		{"containerPort: 8000", "containerPrt: 8000"},
+		{"replicas: 1", "replicas: one"},
+		{"- name: gateway\n", "- nom: gateway\n"},
+	} {
+		broken := strings.Replace(out, bad.from, bad.to, 1)
+		if broken == out {
+			t.Fatalf("%q is not in the rendered chart", bad.from)
+		}
+		if err := schemas.check(t, broken); err == nil {
+			t.Errorf("kubeconform accepted %q", bad.to)
+		}
+	}
+}
