@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ type container struct {
 	t       *testing.T
 	cl      *kube.Clients
 	ns      string
+	name    string // the Deployment's
 	pod     corev1.PodSpec
 	c       corev1.Container
 	root    string
@@ -43,10 +45,9 @@ type container struct {
 	logPath string
 }
 
-// runContainer starts the named container of Deployment name; extraEnv
-// is what a pod gets from its node and not from its spec (the address it
-// listens on here, the test dial map).
-func runContainer(t *testing.T, cl *kube.Clients, ns, deployment, name string, extraEnv ...string) *container {
+// loadContainer reads the named container of Deployment deployment and
+// lays out its volumes; start runs it.
+func loadContainer(t *testing.T, cl *kube.Clients, ns, deployment, name string) *container {
 	t.Helper()
 	d, err := cl.Core.AppsV1().Deployments(ns).Get(context.Background(), deployment, metav1.GetOptions{})
 	if err != nil {
@@ -62,24 +63,64 @@ func runContainer(t *testing.T, cl *kube.Clients, ns, deployment, name string, e
 	if c == nil {
 		t.Fatalf("deployment %s has no container %s", deployment, name)
 	}
-	k := &container{t: t, cl: cl, ns: ns, pod: spec, c: *c, root: t.TempDir(), exited: make(chan struct{})}
+	k := &container{t: t, cl: cl, ns: ns, name: deployment, pod: spec, c: *c, root: t.TempDir(), exited: make(chan struct{})}
 	k.syncVolumes()
-	env := []string{"KUBECONFIG=" + impersonating(t, ns, spec.ServiceAccountName)}
-	for _, e := range c.Env {
+	return k
+}
+
+// runContainer starts the named container of Deployment deployment with
+// the image's entrypoint (daskgate); extraEnv is what a pod gets from its
+// node and not from its spec (the address it listens on here, the test
+// dial map).
+func runContainer(t *testing.T, cl *kube.Clients, ns, deployment, name string, extraEnv ...string) *container {
+	t.Helper()
+	k := loadContainer(t, cl, ns, deployment, name)
+	args := []string{binary}
+	for _, a := range k.c.Args {
+		args = append(args, k.hostPath(a))
+	}
+	k.start(args, extraEnv...)
+	return k
+}
+
+// environ is the container's environment as the kubelet makes it: the
+// Services' links (enableServiceLinks), then the container's env with
+// every valueFrom resolved, then the ServiceAccount's identity.
+func (k *container) environ() []string {
+	var env []string
+	svcs, err := k.cl.Core.CoreV1().Services(k.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	for _, s := range svcs.Items {
+		if s.Spec.ClusterIP == "" || s.Spec.ClusterIP == "None" || len(s.Spec.Ports) == 0 {
+			continue
+		}
+		n := strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
+		env = append(env, n+"_SERVICE_HOST="+s.Spec.ClusterIP, n+"_SERVICE_PORT="+strconv.Itoa(int(s.Spec.Ports[0].Port)))
+		for _, p := range s.Spec.Ports {
+			if p.Name != "" {
+				env = append(env, n+"_SERVICE_PORT_"+strings.ToUpper(strings.ReplaceAll(p.Name, "-", "_"))+"="+strconv.Itoa(int(p.Port)))
+			}
+		}
+	}
+	for _, e := range k.c.Env {
 		env = append(env, e.Name+"="+k.envValue(e))
 	}
-	env = append(env, extraEnv...)
-	args := make([]string, len(c.Args))
-	for i, a := range c.Args {
-		args[i] = k.hostPath(a)
-	}
+	return append(env, "KUBECONFIG="+impersonating(k.t, k.ns, k.pod.ServiceAccountName))
+}
+
+// start runs argv with the container's environment plus extraEnv,
+// stopped (SIGTERM) when the test ends.
+func (k *container) start(argv []string, extraEnv ...string) {
+	t := k.t
 	k.logPath = filepath.Join(k.root, "log")
 	logf, err := os.Create(k.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.cmd = exec.Command(binary, args...)
-	k.cmd.Env, k.cmd.Dir = env, k.root
+	k.cmd = exec.Command(argv[0], argv[1:]...)
+	k.cmd.Env, k.cmd.Dir = append(k.environ(), extraEnv...), k.root
 	k.cmd.Stdout, k.cmd.Stderr = logf, logf
 	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := k.cmd.Start(); err != nil {
@@ -92,13 +133,12 @@ func runContainer(t *testing.T, cl *kube.Clients, ns, deployment, name string, e
 		case <-k.exited:
 		case <-time.After(20 * time.Second):
 			k.cmd.Process.Kill()
-			t.Errorf("%s did not exit on SIGTERM", deployment)
+			t.Errorf("%s did not exit on SIGTERM", k.name)
 		}
 		if t.Failed() {
-			t.Logf("%s log:\n%s", deployment, k.log())
+			t.Logf("%s log:\n%s", k.name, k.log())
 		}
 	})
-	return k
 }
 
 func (k *container) log() string {
@@ -110,8 +150,9 @@ func (k *container) log() string {
 // directory, in an argument or a mounted file's text.
 func (k *container) hostPath(s string) string {
 	for _, m := range k.c.VolumeMounts {
-		re := regexp.MustCompile(`(?m)(^|[\s"'\[,:])` + regexp.QuoteMeta(m.MountPath) + `(/|$|[\s"'\],])`)
-		s = re.ReplaceAllString(s, "${1}"+filepath.Join(k.root, m.MountPath)+"${2}")
+		mp := strings.TrimSuffix(m.MountPath, "/")
+		re := regexp.MustCompile(`(?m)(^|[\s"'\[,:])` + regexp.QuoteMeta(mp) + `(/|$|[\s"'\],])`)
+		s = re.ReplaceAllString(s, "${1}"+filepath.Join(k.root, mp)+"${2}")
 	}
 	return s
 }
@@ -161,6 +202,7 @@ func (k *container) syncVolumes() {
 		}
 		dir := filepath.Join(k.root, m.MountPath)
 		files := map[string][]byte{}
+
 		switch {
 		case v.EmptyDir != nil:
 			if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -187,6 +229,22 @@ func (k *container) syncVolumes() {
 		}
 		for name, b := range files {
 			files[name] = []byte(k.hostPath(string(b)))
+		}
+		if m.SubPath != "" {
+			// A subPath mount is one key, copied once (the kubelet does
+			// not update it either).
+			b, ok := files[m.SubPath]
+			if !ok {
+				k.t.Fatalf("volume %s has no key %s for subPath", m.Name, m.SubPath)
+			}
+			p := filepath.Join(k.root, m.MountPath)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				k.t.Fatal(err)
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				k.t.Fatal(err)
+			}
+			continue
 		}
 		if err := atomicWrite(dir, files); err != nil {
 			k.t.Fatal(err)
