@@ -51,10 +51,28 @@ func strict(v any) any {
 		for k, c := range x {
 			x[k] = strict(c)
 		}
-		_, props := x["properties"]
+		props, hasProps := x["properties"].(map[string]any)
 		_, addl := x["additionalProperties"]
-		if props && !addl && x["x-kubernetes-preserve-unknown-fields"] != true {
+		if hasProps && !addl && x["x-kubernetes-preserve-unknown-fields"] != true {
 			x["additionalProperties"] = false
+		}
+		// An optional field may be null (the API server drops it), as in
+		// kubeconform's own schemas.
+		required := map[string]bool{}
+		req, _ := x["required"].([]any)
+		for _, r := range req {
+			required[r.(string)] = true
+		}
+		for name, p := range props {
+			pm, _ := p.(map[string]any)
+			if required[name] || pm == nil {
+				continue
+			}
+			if t, ok := pm["type"].(string); ok {
+				pm["type"] = []any{t, "null"}
+			} else if _, ok := pm["$ref"]; ok {
+				props[name] = map[string]any{"anyOf": []any{pm, map[string]any{"type": "null"}}}
+			}
 		}
 	case []any:
 		for i, c := range x {
