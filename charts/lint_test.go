@@ -2,6 +2,7 @@ package charts
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -117,5 +118,25 @@ func TestValuesAndSchemaAgree(t *testing.T) {
 	walk("", values, schema)
 	if req, _ := schema["required"].([]any); !slices.Contains(req, any("gateway")) {
 		t.Errorf("schema root requires %v", req)
+	}
+}
+
+// TestChartVersionsMatchTheBinary: the charts' default image is daskgate
+// at the chart's appVersion, which is the binary's version.
+func TestChartVersionsMatchTheBinary(t *testing.T) {
+	out, err := exec.Command(binary, "version").CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := readYAML(t, "dask-gateway/Chart.yaml")
+	if want := "daskgate " + chart["appVersion"].(string) + " "; !strings.HasPrefix(string(out), want) {
+		t.Errorf("appVersion %v, binary %s", chart["appVersion"], out)
+	}
+	hub := readYAML(t, "daskhub/Chart.yaml")
+	for _, d := range hub["dependencies"].([]any) {
+		dep := d.(map[string]any)
+		if dep["name"] == "dask-gateway" && dep["version"] != chart["version"] {
+			t.Errorf("daskhub depends on dask-gateway %v, the chart is %v", dep["version"], chart["version"])
+		}
 	}
 }
