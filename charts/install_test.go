@@ -26,8 +26,14 @@ import (
 func TestInstallRunAndUpgrade(t *testing.T) {
 	const ns, rel = "dask", "dg"
 	values := []string{"-f", "testdata/dask-gateway/good/upstream-ci.yaml", "-f", "testdata/dask-gateway/install.yaml"}
-	mustHelm(t, "helm", append([]string{"install", rel, "dask-gateway", "--namespace", ns, "--create-namespace",
+	notes := mustHelm(t, "helm", append([]string{"install", rel, "dask-gateway", "--namespace", ns, "--create-namespace",
 		"--wait", "--timeout", "3m"}, values...)...)
+	for _, want := range []string{"Service traefik-dg-dask-gateway (NodePort), port 80", `gateway = Gateway("http://<address>:80/services/dask-gateway", auth="basic")`,
+		"Schedulers report to http://api-dg-dask-gateway.dask:8000/services/dask-gateway/api"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, notes)
+		}
+	}
 	cl, err := kube.NewClients(kube.ClientConfig{Kubeconfig: env.Kubeconfig})
 	if err != nil {
 		t.Fatal(err)

@@ -140,3 +140,17 @@ func TestChartVersionsMatchTheBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestNotesOnUpstreamValues: with upstream's own values file, NOTES says
+// which keys no longer apply (its server image), and warns when simple
+// auth has no password.
+func TestNotesOnUpstreamValues(t *testing.T) {
+	out := mustHelm(t, "helm", "install", "notes", "dask-gateway", "--dry-run=server", "--namespace", "default",
+		"-f", "testdata/dask-gateway/good/upstream-default-values.yaml", "--set", "traefik.dashboard=true")
+	for _, want := range []string{"NOTE: gateway.image.name names upstream's Python server (ghcr.io/dask/dask-gateway-server)",
+		"Ignored:\n  - traefik.dashboard", "WARNING: gateway.auth.type simple without a password"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("NOTES lack %q:\n%s", want, out)
+		}
+	}
+}
