@@ -62,6 +62,9 @@ func NewSessions(cfg SessionsConfig) *Sessions {
 // Name is the session cookie's name (random per process).
 func (s *Sessions) Name() string { return s.name }
 
+// MaxAge is how long a session lives.
+func (s *Sessions) MaxAge() time.Duration { return s.cfg.MaxAge }
+
 // CookiePrefix starts every session cookie's name.
 const CookiePrefix = "daskgate-"
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
@@ -158,6 +159,12 @@ type Proxy struct {
 	// API and dashboards on the main address, beside dask TLS passthrough.
 	TLSCert string `json:"tls_cert"`
 	TLSKey  string `json:"tls_key"`
+	// DashboardOrigin, if set, serves dashboards on this origin only
+	// (scheme://host[:port], a host name other than the API's), so pages
+	// a cluster's owner writes never run where the API's cookies are
+	// valid; APIOrigin is then where browsers reach the API.
+	DashboardOrigin string `json:"dashboard_origin"`
+	APIOrigin       string `json:"api_origin"`
 	// ProxyProtocol accepts PROXY v1/v2 headers from trusted balancers.
 	ProxyProtocol ProxyProtocol `json:"proxy_protocol"`
 	// HelloTimeout bounds how long a new connection may take to send its
@@ -369,6 +376,7 @@ func (c *Config) Validate() error {
 			add(fmt.Errorf("proxy.tcp_address: %w", err))
 		}
 	}
+	add(c.Proxy.validateOrigins())
 	for _, cidr := range c.Proxy.ProxyProtocol.TrustedCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			if _, err := netip.ParseAddr(cidr); err != nil {
@@ -407,4 +415,25 @@ func oneOf(key, v string, allowed ...string) error {
 		}
 	}
 	return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+}
+
+// validateOrigins checks dashboard_origin and api_origin: both or neither,
+// each scheme://host[:port] only, and different host names (browsers send
+// a host's cookies to all its ports).
+func (p *Proxy) validateOrigins() error {
+	if p.DashboardOrigin == "" && p.APIOrigin == "" {
+		return nil
+	}
+	var hosts []string
+	for _, o := range []struct{ key, v string }{{"proxy.dashboard_origin", p.DashboardOrigin}, {"proxy.api_origin", p.APIOrigin}} {
+		u, err := url.Parse(o.v)
+		if o.v == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("%s: %q must be an origin like https://dash.example.org (set both dashboard_origin and api_origin)", o.key, o.v)
+		}
+		hosts = append(hosts, u.Hostname())
+	}
+	if strings.EqualFold(hosts[0], hosts[1]) {
+		return fmt.Errorf("proxy.dashboard_origin: host %s is the API's; dashboards need another host name (cookies are shared across ports)", hosts[0])
+	}
+	return nil
 }

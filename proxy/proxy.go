@@ -66,6 +66,19 @@ type Config struct {
 	// returns false it has answered the request itself (an error, or a
 	// redirect to sign in). nil allows all.
 	AuthorizeDashboard func(w http.ResponseWriter, r *http.Request, cluster string) bool
+	// DashboardHost, if set, is the host[:port] of a separate origin that
+	// serves dashboards and nothing else; the API's host then serves no
+	// dashboard, only hands browsers over (DashboardHandOff). Pages a
+	// cluster's owner controls never share the API's origin.
+	DashboardHost string
+	// DashboardGate decides each request on the dashboard origin (rest is
+	// the path below /clusters/<name>); false means it answered itself.
+	// Required with DashboardHost.
+	DashboardGate func(w http.ResponseWriter, r *http.Request, cluster, rest string) bool
+	// DashboardHandOff answers a dashboard request on the API's origin
+	// that AuthorizeDashboard let through: a redirect to the dashboard
+	// origin. Required with DashboardHost.
+	DashboardHandOff func(w http.ResponseWriter, r *http.Request, cluster string)
 	// SessionCookiePrefix names the gateway's session cookies; they are
 	// removed, with the Authorization header, from every request passed
 	// to a dashboard (the cluster owner's code). Empty means "daskgate-".
@@ -97,6 +110,9 @@ type Proxy struct {
 func New(cfg Config) (*Proxy, error) {
 	if cfg.API == nil || cfg.Routes == nil {
 		return nil, errors.New("proxy: API and Routes are required")
+	}
+	if cfg.DashboardHost != "" && (cfg.DashboardGate == nil || cfg.DashboardHandOff == nil) {
+		return nil, errors.New("proxy: DashboardHost needs DashboardGate and DashboardHandOff")
 	}
 	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/")) {
 		return nil, errors.New("proxy: prefix must start with / and not end with /")
@@ -266,12 +282,29 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if name, rest, ok := dashboardPath(path); ok {
+	name, rest, isDash := dashboardPath(path)
+	if p.cfg.DashboardHost != "" && strings.EqualFold(r.Host, p.cfg.DashboardHost) {
+		// The dashboard origin: dashboards only, never the API.
+		route, ok := p.cfg.Routes.Lookup(name)
+		if !isDash || !ok || route.Dashboard == "" {
+			writeError(w, http.StatusNotFound, "not found")
+			return
+		}
+		if p.cfg.DashboardGate(w, r, name, rest) {
+			p.serveDashboard(w, r, name, route.Dashboard, rest)
+		}
+		return
+	}
+	if isDash {
 		if route, ok := p.cfg.Routes.Lookup(name); ok && route.Dashboard != "" {
 			if p.cfg.AuthorizeDashboard != nil {
 				if !p.cfg.AuthorizeDashboard(w, r, name) {
 					return
 				}
+			}
+			if p.cfg.DashboardHost != "" {
+				p.cfg.DashboardHandOff(w, r, name)
+				return
 			}
 			p.serveDashboard(w, r, name, route.Dashboard, rest)
 			return

@@ -258,3 +258,56 @@ func TestDashboardNeverSeesGatewayCredentials(t *testing.T) {
 		t.Fatalf("dashboard headers: Cookie %q, X-Forwarded-For %q", h.Get("Cookie"), h.Get("X-Forwarded-For"))
 	}
 }
+
+// TestDashboardOrigin: on the dashboard host only dashboards are served
+// (after the gate), never the API; on the API's host a dashboard path is
+// handed over, never served.
+func TestDashboardOrigin(t *testing.T) {
+	var gated, handed []string
+	f := newFixture(t, "/pre", func(c *Config) {
+		c.DashboardHost = "dash.test"
+		c.DashboardGate = func(w http.ResponseWriter, r *http.Request, name, rest string) bool {
+			gated = append(gated, name+rest)
+			return name == "abc"
+		}
+		c.DashboardHandOff = func(w http.ResponseWriter, r *http.Request, name string) {
+			handed = append(handed, name)
+			http.Redirect(w, r, "http://dash.test"+r.URL.RequestURI(), http.StatusFound)
+		}
+	})
+	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dash:"+r.URL.Path) }))
+	defer dash.Close()
+	f.table.SetCluster("abc", "tls://127.0.0.1:1", dash.URL)
+	f.table.SetCluster("other", "tls://127.0.0.1:1", dash.URL)
+	do := func(host, path string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+f.addr+path, nil)
+		req.Host = host
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("dash.test", "/pre/clusters/abc/status"); code != 200 || body != "dash:/status" {
+		t.Errorf("dashboard on its origin: %d %q", code, body)
+	}
+	if _, body := do("dash.test", "/pre/clusters/other/status"); strings.Contains(body, "dash:") {
+		t.Errorf("the gate's refusal was served")
+	}
+	for _, p := range []string{"/pre/api/v1/clusters/", "/pre/", "/api/health", "/pre/clusters/nope/status"} {
+		if code, body := do("dash.test", p); code != 404 || strings.Contains(body, "api:") {
+			t.Errorf("dashboard origin served %s: %d %q", p, code, body)
+		}
+	}
+	if code, body := do("api.test", "/pre/clusters/abc/status"); code != 302 || strings.Contains(body, "dash:") {
+		t.Errorf("dashboard on the API's origin: %d %q", code, body)
+	}
+	if code, body := do("api.test", "/pre/api/v1/clusters/"); code != 200 || !strings.HasPrefix(body, "api:") {
+		t.Errorf("API: %d %q", code, body)
+	}
+	if strings.Join(gated, ",") != "abc/status,other/status" || strings.Join(handed, ",") != "abc" {
+		t.Errorf("gated %v, handed %v", gated, handed)
+	}
+}

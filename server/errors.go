@@ -35,13 +35,14 @@ func errorf(code int, format string, args ...any) *httpError {
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // handle adapts a handlerFunc: errors become {"error": msg} JSON with
-// their status; anything else is a logged 500. It also counts requests.
+// their status; anything else is a logged 500. It also counts requests,
+// and refuses browsers' cross-site requests that would change state.
 func (s *Server) handle(route string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		r = r.WithContext(context.WithValue(r.Context(), remoteKey{}, r.RemoteAddr))
-		err := h(rec, r)
+		err := refuseCrossSite(h)(rec, r)
 		if err != nil {
 			s.writeError(rec, r, err)
 		}

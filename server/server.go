@@ -55,6 +55,9 @@ type Config struct {
 	// a dashboard request without a session is sent to LoginURL, and
 	// <prefix>/oauth_callback finishes the sign-in.
 	Login Login
+	// DashboardOrigins, if set, serves dashboards on an origin of their
+	// own (see DashboardGate and HandOffDashboard); nil: the API's origin.
+	DashboardOrigins *DashboardOrigins
 	// Prefix is the public URL prefix ("" or "/x/y"), for the sign-in's
 	// cookie path and the pages it returns to.
 	Prefix string
@@ -91,6 +94,7 @@ type Server struct {
 	metrics   *metrics
 	encoded   encodedClusters
 	userLocks userLocks
+	dashKey   []byte // signs dashboard tickets and cookies
 }
 
 // New checks cfg and builds the routes.
@@ -125,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.ClusterConfig.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, dashKey: newDashKey()}
 	s.metrics = newMetrics(cfg.Registry, cfg.Backend)
 	s.router = s.routes()
 	return s, nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,6 +107,10 @@ func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *p
 		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), BodyTimeout: time.Duration(cfg.Proxy.BodyTimeout),
 		DialTimeout:    time.Duration(cfg.Proxy.DialTimeout),
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs, DialContext: testDial}
+	if o := cfg.Proxy.DashboardOrigin; o != "" {
+		u, _ := url.Parse(o) // Validate checked it
+		pc.DashboardHost, pc.DashboardGate, pc.DashboardHandOff = u.Host, api.DashboardGate, api.HandOffDashboard
+	}
 	if cfg.Proxy.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)
 		if err != nil {
@@ -182,6 +187,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 	sc.Login, sc.Prefix, sc.BodyTimeout = login, cfg.Prefix, time.Duration(cfg.Proxy.BodyTimeout)
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
+	if cfg.Proxy.DashboardOrigin != "" {
+		sc.DashboardOrigins = &server.DashboardOrigins{Dashboard: strings.TrimSuffix(cfg.Proxy.DashboardOrigin, "/"),
+			API: strings.TrimSuffix(cfg.Proxy.APIOrigin, "/")}
+	}
 	if testDial != nil {
 		sc.Scheduler = &server.SchedulerClient{HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: testDial}}}
 	}
