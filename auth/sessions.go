@@ -62,6 +62,13 @@ func NewSessions(cfg SessionsConfig) *Sessions {
 // Name is the session cookie's name (random per process).
 func (s *Sessions) Name() string { return s.name }
 
+// Len is the number of sessions held.
+func (s *Sessions) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
 // MaxAge is how long a session lives.
 func (s *Sessions) MaxAge() time.Duration { return s.cfg.MaxAge }
 

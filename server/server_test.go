@@ -115,9 +115,10 @@ func (f *fakeBackend) set(name string, mod func(*cluster.Cluster)) {
 }
 
 type apiFixture struct {
-	t   *testing.T
-	url string
-	be  *fakeBackend
+	t      *testing.T
+	url    string
+	be     *fakeBackend
+	server *Server
 }
 
 func newAPI(t *testing.T, mod func(*Config)) *apiFixture {
@@ -138,7 +139,7 @@ func newAPI(t *testing.T, mod func(*Config)) *apiFixture {
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return &apiFixture{t: t, url: ts.URL, be: be}
+	return &apiFixture{t: t, url: ts.URL, be: be, server: s}
 }
 
 // do sends a request as user ("" for none; "token:X" for a cluster token).
