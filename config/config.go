@@ -41,9 +41,12 @@ type Config struct {
 	APIURL string `json:"api_url"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout cluster.Duration `json:"shutdown_timeout"`
-	Log             Log              `json:"log"`
-	Auth            Auth             `json:"auth"`
-	Options         Options          `json:"options"`
+	// ShutdownDelay keeps accepting after SIGTERM, /api/health answering
+	// 503, while load balancers stop sending (Kubernetes: a few seconds).
+	ShutdownDelay cluster.Duration `json:"shutdown_delay"`
+	Log           Log              `json:"log"`
+	Auth          Auth             `json:"auth"`
+	Options       Options          `json:"options"`
 	// Policies are Rego files or directories (package daskgate.options,
 	// daskgate.authz) and at most one .wasm module (daskgate-abi/1), which
 	// answers the decisions it exports in front of the Rego ones; empty

@@ -99,6 +99,14 @@ type Proxy struct {
 	httpLn  *connListener
 	dash    http.Handler
 	conns   sync.WaitGroup
+	// loops are the running accept loops; classifying, the accepted
+	// connections not yet handed to the HTTP server or a passthrough.
+	// Shutdown waits for both, so no accepted connection goes unanswered.
+	loops, classifying sync.WaitGroup
+	// busy are the HTTP connections reading or serving a request: the
+	// HTTP server's Shutdown would drop a request it reads after it began.
+	busyMu sync.Mutex
+	busy   map[net.Conn]struct{}
 
 	mu      sync.Mutex
 	tcp     map[net.Conn]struct{}
@@ -126,7 +134,8 @@ func New(cfg Config) (*Proxy, error) {
 	p.dash = p.dashboardProxy()
 	p.httpLn = newConnListener()
 	p.http = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug), ConnState: p.trackState}
+	p.busy = map[net.Conn]struct{}{}
 	go func() { _ = p.http.Serve(p.httpLn) }()
 	return p, nil
 }
@@ -164,6 +173,8 @@ func (p *Proxy) ServeTCP(ln net.Listener) error { return p.accept(ln, true) }
 // accept loops on ln. Accept errors other than a closed listener (EMFILE
 // and friends) back off, 5 ms doubling to 1 s, instead of spinning.
 func (p *Proxy) accept(ln net.Listener, tcpOnly bool) error {
+	p.loops.Add(1)
+	defer p.loops.Done()
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -178,6 +189,7 @@ func (p *Proxy) accept(ln net.Listener, tcpOnly bool) error {
 		}
 		delay = 0
 		p.conns.Add(1)
+		p.classifying.Add(1)
 		go p.handle(c, tcpOnly)
 	}
 }
@@ -192,6 +204,8 @@ func (p *Proxy) isClosing() bool {
 // by its first bytes, all under HelloTimeout.
 func (p *Proxy) handle(c net.Conn, tcpOnly bool) {
 	defer p.conns.Done()
+	classified := sync.OnceFunc(p.classifying.Done)
+	defer classified()
 	_ = c.SetReadDeadline(time.Now().Add(p.cfg.HelloTimeout))
 	remote, pre, err := p.readProxyHeader(c)
 	var sni string
@@ -206,6 +220,7 @@ func (p *Proxy) handle(c net.Conn, tcpOnly bool) {
 	switch {
 	case isTLS && strings.HasPrefix(sni, SNIPrefix):
 		_ = c.SetReadDeadline(time.Time{})
+		classified()
 		p.passthrough(c, remote, strings.TrimPrefix(sni, SNIPrefix), peeked)
 	case err != nil:
 		p.reject(c, remote, err)
@@ -261,7 +276,11 @@ func (p *Proxy) serveHTTP(c net.Conn, remote net.Addr, peeked []byte, isTLS bool
 		hc = tls.Server(hc, p.cfg.TLS)
 	}
 	p.m.conns.WithLabelValues("http").Inc()
+	// Busy from now, not from the HTTP server's StateNew: between the
+	// hand-over and that, Shutdown would not see it and drop its request.
+	p.trackState(hc, http.StateNew)
 	if !p.httpLn.push(hc) {
+		p.trackState(hc, http.StateClosed)
 		c.Close()
 	}
 }
@@ -328,6 +347,44 @@ func dashboardPath(path string) (name, rest string, ok bool) {
 	return name, "/" + rest, name != ""
 }
 
+func (p *Proxy) trackState(c net.Conn, s http.ConnState) {
+	p.busyMu.Lock()
+	defer p.busyMu.Unlock()
+	if s == http.StateNew || s == http.StateActive {
+		p.busy[c] = struct{}{}
+	} else {
+		delete(p.busy, c)
+	}
+}
+
+// waitQuiet waits, at most until ctx ends, until no HTTP connection is
+// reading or serving a request (with the listeners closed, none comes).
+func (p *Proxy) waitQuiet(ctx context.Context) {
+	for {
+		p.busyMu.Lock()
+		n := len(p.busy)
+		p.busyMu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitCtx waits for wg or ctx, whichever ends first.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // Shutdown stops accepting HTTP, lets requests finish and keeps
 // passthrough connections until ctx ends (the drain timeout), then closes
 // them. Callers close their listeners first.
@@ -335,6 +392,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true
 	p.mu.Unlock()
+	// Connections accepted before the listeners closed are still served:
+	// the HTTP server takes each before it stops accepting.
+	waitCtx(ctx, &p.loops)
+	waitCtx(ctx, &p.classifying)
+	p.waitQuiet(ctx)
 	err := p.http.Shutdown(ctx)
 	done := make(chan struct{})
 	go func() { p.conns.Wait(); close(done) }()

@@ -373,7 +373,9 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, u *cluster.U
 	}
 	if waitRequested(r) {
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitTimeout)
+		stop := context.AfterFunc(s.draining, cancel)
 		c, err = s.cfg.Backend.Wait(ctx, c.Name)
+		stop()
 		cancel()
 		if err != nil {
 			return err

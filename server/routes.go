@@ -43,6 +43,10 @@ func (s *Server) routes() *httprouter.Router {
 // health answers "pass", or "warn" with the problem while the gateway
 // still serves (a broken policy edit: the last good policy is in use).
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
+	if s.draining.Err() != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return nil
+	}
 	if s.cfg.Health != nil {
 		if err := s.cfg.Health(); err != nil {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "warn", "policy": err.Error()})

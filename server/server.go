@@ -95,6 +95,10 @@ type Server struct {
 	encoded   encodedClusters
 	userLocks userLocks
 	dashKey   []byte // signs dashboard tickets and cookies
+	// draining ends when shutdown begins: health answers 503 (load
+	// balancers stop sending) and long polls return at once.
+	draining    context.Context
+	stopServing context.CancelFunc
 }
 
 // New checks cfg and builds the routes.
@@ -130,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, dashKey: newDashKey()}
+	s.draining, s.stopServing = context.WithCancel(context.Background())
 	s.metrics = newMetrics(cfg.Registry, cfg.Backend)
 	s.router = s.routes()
 	return s, nil
@@ -137,6 +142,12 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP serves the API on un-prefixed paths.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Drain marks the start of a shutdown: /api/health answers 503
+// "draining" so load balancers and readiness probes stop sending new
+// requests, and long polls (?wait) answer now with the current state
+// (the client polls again, reaching the next process).
+func (s *Server) Drain() { s.stopServing() }
 
 // ObserveClusterStart records the time from create to RUNNING.
 func (s *Server) ObserveClusterStart(d time.Duration) { s.metrics.startLatency.Observe(d.Seconds()) }

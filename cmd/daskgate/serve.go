@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,32 +68,86 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if lns.tcp != nil {
 		go func() { _ = px.ServeTCP(lns.tcp) }()
 	}
-	log.Info("daskgate serving", "address", lns.main.Addr().String(), "tcp_address", cfg.Proxy.TCPAddress,
+	log.Info("daskgate serving", "address", lns.main.Addr().String(), "tcp_address", cfg.Proxy.TCPAddress, "inherited_sockets", lns.inherited,
 		"prefix", cfg.Prefix, "api_url", apiURL, "data_dir", cfg.DataDir, "version", Version)
 	<-ctx.Done()
-	log.Info("shutting down")
+	// Keep serving while load balancers notice (/api/health is now 503);
+	// then stop accepting (an inherited socket stays open in its holder,
+	// whose next process accepts what queues meanwhile), finish requests
+	// and passthrough connections, and stop the backend, all within
+	// shutdown_timeout.
+	srv.Drain()
+	log.Info("shutting down", "delay", time.Duration(cfg.ShutdownDelay).String(), "timeout", time.Duration(cfg.ShutdownTimeout).String())
+	time.Sleep(time.Duration(cfg.ShutdownDelay))
 	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
 	defer cancel()
 	lns.close()
-	backend.Shutdown(sctx)
-	return px.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { defer close(done); backend.Shutdown(sctx) }()
+	err = px.Shutdown(sctx)
+	<-done
+	log.Info("stopped")
+	return err
 }
 
-type listeners struct{ main, tcp net.Listener }
+type listeners struct {
+	main, tcp net.Listener
+	inherited int
+}
 
+// listen opens the public listeners, or takes them from the process that
+// started this one: systemd socket activation (LISTEN_FDS, fds from 3:
+// the main address, then proxy.tcp_address), where the socket outlives
+// each gateway process, so a restart refuses no connection.
 func listen(cfg *config.Config) (*listeners, error) {
 	var l listeners
 	var err error
-	if l.main, err = net.Listen("tcp", cfg.Address); err != nil {
+	inherited, err := inheritedListeners(os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"))
+	if err != nil {
+		return nil, err
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	l.inherited = len(inherited)
+	if len(inherited) > 0 {
+		l.main = inherited[0]
+	} else if l.main, err = net.Listen("tcp", cfg.Address); err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	if cfg.Proxy.TCPAddress != "" {
-		if l.tcp, err = net.Listen("tcp", cfg.Proxy.TCPAddress); err != nil {
+		if len(inherited) > 1 {
+			l.tcp = inherited[1]
+		} else if l.tcp, err = net.Listen("tcp", cfg.Proxy.TCPAddress); err != nil {
 			l.main.Close()
 			return nil, fmt.Errorf("listen on proxy.tcp_address: %w", err)
 		}
 	}
 	return &l, nil
+}
+
+// inheritedListeners are the sockets systemd passes (sd_listen_fds):
+// LISTEN_FDS of them from fd 3, for this process when LISTEN_PID names it
+// (or is unset, for supervisors that cannot know the pid before exec).
+func inheritedListeners(pid, n string) ([]net.Listener, error) {
+	if n == "" || (pid != "" && pid != strconv.Itoa(os.Getpid())) {
+		return nil, nil
+	}
+	count, err := strconv.Atoi(n)
+	if err != nil || count < 1 || count > 2 {
+		return nil, fmt.Errorf("LISTEN_FDS=%q: want 1 (address) or 2 (address, proxy.tcp_address)", n)
+	}
+	var out []net.Listener
+	for fd := 3; fd < 3+count; fd++ {
+		f := os.NewFile(uintptr(fd), fmt.Sprintf("listen-fd-%d", fd))
+		ln, err := net.FileListener(f)
+		f.Close() // FileListener holds its own copy
+		if err != nil {
+			return nil, fmt.Errorf("LISTEN_FDS: fd %d is not a listening socket: %w", fd, err)
+		}
+		out = append(out, ln)
+	}
+	return out, nil
 }
 
 func (l *listeners) close() {

@@ -42,6 +42,9 @@ namespaces: [{{ include "dask-gateway.clusterNamespace" . | quote }}]
 {{- $_ := set $cfg "prefix" (include "dask-gateway.prefix" .) -}}
 {{- $_ := set $cfg "data_dir" "/var/lib/daskgate/data" -}}
 {{- $_ := set $cfg "api_url" (include "dask-gateway.apiURL" .) -}}
+{{- /* A rolling update: keep serving while the endpoints controller takes
+the pod out (readiness fails at once: /api/health answers 503). */ -}}
+{{- $_ := set $cfg "shutdown_delay" "5s" -}}
 {{- $_ := set $cfg "log" (dict "level" (include "dask-gateway.loglevel" $g.loglevel) "format" "json") -}}
 {{- $auth := dict "type" $a.type -}}
 {{- if eq $a.type "kerberos" -}}
