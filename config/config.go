@@ -85,10 +85,14 @@ type Backend struct {
 	// <data_dir>-clusters, beside the data dir and never inside it.
 	ClustersDirectory string `json:"clusters_directory"`
 	// Isolation keeps one tenant's cluster processes from another's files
-	// and the gateway's: "sandbox" (Landlock, no root needed) or "none"
-	// (a single-user machine only); "" means sandbox, and a startup
-	// error where the kernel cannot.
+	// and the gateway's: "sandbox" (Landlock, no root needed), "user"
+	// (each user's OS account; the gateway runs as root) or "none" (a
+	// single-user machine only); "" means sandbox, and a startup error
+	// where the machine cannot.
 	Isolation string `json:"isolation"`
+	// UserUIDRange is where isolation "user" allocates uids for users
+	// without an account of their name: [min, max], min >= 1000.
+	UserUIDRange []int `json:"user_uid_range"`
 	// SandboxReadOnlyPaths are more paths sandboxed clusters may read
 	// (data sets, shared environments); none may hold the gateway's files.
 	SandboxReadOnlyPaths []string `json:"sandbox_read_only_paths"`
@@ -219,6 +223,7 @@ func Default() Config {
 		Cluster: cluster.DefaultConfig(),
 		Backend: Backend{
 			Type:                 "local",
+			UserUIDRange:         []int{200000, 299999},
 			InheritedEnvironment: []string{"PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL"},
 			ClusterStartTimeout:  dur(60 * time.Second), WorkerStartTimeout: dur(60 * time.Second),
 			HeartbeatPeriod: dur(15 * time.Second), StatusPeriod: dur(30 * time.Second),
@@ -370,7 +375,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(oneOf("backend.type", c.Backend.Type, "local", "kubernetes"))
-	add(oneOf("backend.isolation", c.Backend.Isolation, "", "sandbox", "none"))
+	add(oneOf("backend.isolation", c.Backend.Isolation, "", "sandbox", "user", "none"))
+	if r := c.Backend.UserUIDRange; len(r) != 2 || r[0] < 1000 || r[1] < r[0] {
+		add(fmt.Errorf("backend.user_uid_range: %v must be [min, max] with 1000 <= min <= max", r))
+	}
 	if (c.Proxy.TLSCert == "") != (c.Proxy.TLSKey == "") {
 		add(errors.New("proxy.tls_cert and proxy.tls_key must be set together"))
 	}

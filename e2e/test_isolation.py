@@ -29,8 +29,38 @@ def scheduler_pid(cluster_name):
     raise AssertionError(f"no scheduler process for {cluster_name}")
 
 
-@pytest.mark.parametrize("isolation", ["sandbox", "none"])
-def test_a_tenant_cannot_reach_another(gateway_factory, tmp_path, isolation):
+@pytest.fixture
+def shared_dir():
+    """A directory other uids can traverse (the test's own tmp_path cannot be)."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="daskgate-user-clusters-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def user_mode_config(clusters):
+    """isolation: user runs clusters as other uids, which need a Python they
+    can execute: the venv's own interpreter may live under /root (pyenv),
+    so clusters run the system's python3 of the same version with the
+    venv's packages, from a clusters directory outside the test's."""
+    import sys
+    import sysconfig
+
+    if os.geteuid() != 0:
+        pytest.fail("isolation: user needs the gateway to run as root; the tests run as root (make test, CI)")
+    py = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert os.access(py, os.X_OK), f"{py} is needed for isolation: user"
+    site = sysconfig.get_paths()["purelib"]
+    return {"backend": {"isolation": "user", "clusters_directory": clusters},
+            "cluster": {"scheduler_cmd": [py, "-m", "distributed.cli.dask_scheduler"],
+                        "worker_cmd": [py, "-m", "distributed.cli.dask_worker"],
+                        "environment": {"PYTHONPATH": site}}}
+
+
+@pytest.mark.parametrize("isolation", ["sandbox", "user", "none"])
+def test_a_tenant_cannot_reach_another(gateway_factory, tmp_path, shared_dir, isolation):
     # Defined here so that it travels to alice's worker by value.
     def attack(targets):
         """Runs on alice's worker: what can it read, list or signal?"""
@@ -55,9 +85,10 @@ def test_a_tenant_cannot_reach_another(gateway_factory, tmp_path, isolation):
                 out[what] = f"error {e.errno}"
         return out
 
-    gw = gateway_factory({"backend": {"isolation": isolation}})
+    config = user_mode_config(shared_dir) if isolation == "user" else {"backend": {"isolation": isolation}}
+    gw = gateway_factory(config)
     data = Path(gw.config["data_dir"])
-    clusters = Path(str(data) + "-clusters")
+    clusters = Path(config["backend"].get("clusters_directory") or str(data) + "-clusters")
     with Gateway(gw.address, auth=BasicAuth("bob", "pw")) as bob, bob.new_cluster() as bobs:
         bob_dir = clusters / bobs.name
         bob_pid = scheduler_pid(bobs.name)
@@ -76,9 +107,14 @@ def test_a_tenant_cannot_reach_another(gateway_factory, tmp_path, isolation):
             got = client.submit(attack, targets, pure=False).result()
             own = client.submit(lambda: open(os.environ["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"]).read()[:27]).result()
             assert own == "-----BEGIN CERTIFICATE-----"  # her own cluster's files are hers
+            uids = [client.submit(os.getuid, pure=False).result(), os.stat(bob_dir / ".certs" / "dask.pem").st_uid]
             assert client.submit(sum, [1, 2]).result() == 3
             client.close()
-    if isolation == "sandbox":
+    if isolation == "user":
+        # Another uid: files and processes exist, and every one is denied.
+        assert all(got[what] == "denied" for what in targets), got
+        assert uids[0] != uids[1] and 0 not in uids and all(u >= 1000 for u in uids), uids
+    elif isolation == "sandbox":
         assert all(got[what] in ("denied", "invisible") for what in targets), got
         assert got["bob's TLS key"] == got["the gateway's encryption key"] == got["the gateway's store"] == "denied", got
     else:

@@ -51,6 +51,10 @@ type Config struct {
 	// gives the attributes to start it with (new namespaces); nil
 	// attributes mean a new session only.
 	Wrap func(workdir string, argv []string) ([]string, *syscall.SysProcAttr)
+	// Accounts, if set, runs each user's cluster processes as that user's
+	// OS account (isolation "user"; the gateway runs as root): the work
+	// dir and its files are theirs, mode 0700.
+	Accounts *Accounts
 	// Routes gets proxy routes; nil means none.
 	Routes RouteSink
 	// OnRunning is called when a cluster first reaches RUNNING, with the

@@ -21,6 +21,8 @@ type procSpec struct {
 	logFile string
 	// attr, if set, replaces the default new session (namespaces too).
 	attr *syscall.SysProcAttr
+	// owner, if set, gets the log file (uid, gid).
+	owner *[2]int
 	// onExit runs once when a child launched by this gateway exits.
 	onExit func(pid int, err error)
 }
@@ -44,6 +46,11 @@ func (ps *procs) start(p procSpec) (int, error) {
 		return 0, fmt.Errorf("create log file: %w", err)
 	}
 	defer log.Close()
+	if p.owner != nil {
+		if err := log.Chown(p.owner[0], p.owner[1]); err != nil {
+			return 0, fmt.Errorf("log file: %w", err)
+		}
+	}
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env, cmd.Dir = p.env, p.dir
 	cmd.Stdout, cmd.Stderr = log, log

@@ -184,10 +184,13 @@ func (b *Backend) launchScheduler(r *record) step {
 	l := cluster.NewLaunch(r.Config, cluster.RoleScheduler, b.placement(r))
 	spec := procSpec{env: environ(l.Env), dir: workdir, logFile: filepath.Join(workdir, "logs", "scheduler.log")}
 	spec.argv, spec.attr = b.wrap(workdir, l.Argv)
-	name, cert, key := r.Name, r.TLSCert, r.TLSKey
+	name, cert, key, username := r.Name, r.TLSCert, r.TLSKey, r.Username
 	spec.onExit = func(pid int, err error) { b.onSchedulerExit(name, pid, err) }
 	return func(ctx context.Context) error {
 		err := writeWorkdir(workdir, cert, key)
+		if err == nil {
+			err = b.asAccount(&spec, username, workdir)
+		}
 		// Start under the lock so the exit callback sees the recorded pid.
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -245,6 +248,10 @@ func (b *Backend) workerSpecs(r *record, ws []*worker) []workerLaunch {
 		l := cluster.NewLaunch(r.Config, cluster.RoleWorker, p)
 		spec := procSpec{env: environ(l.Env), dir: r.Workdir, logFile: filepath.Join(r.Workdir, "logs", "worker-"+w.Name+".log")}
 		spec.argv, spec.attr = b.wrap(r.Workdir, l.Argv)
+		if err := b.asAccount(&spec, r.Username, ""); err != nil {
+			b.log.Warn("worker account", "cluster", r.Name, "err", err)
+			continue
+		}
 		out = append(out, workerLaunch{w: w, spec: spec})
 	}
 	return out
@@ -292,6 +299,31 @@ func (b *Backend) placement(r *record) cluster.Placement {
 		// Spill and temporary files stay in the cluster's own directory.
 		cluster.EnvVar{Name: "TMPDIR", Value: r.Workdir}, cluster.EnvVar{Name: "DASK_TEMPORARY_DIRECTORY", Value: r.Workdir})
 	return p
+}
+
+// asAccount makes spec run as user's OS account when Config.Accounts is
+// set: its credential, HOME in the work dir, and (given workdir, at the
+// scheduler's launch) the work dir handed over to it.
+func (b *Backend) asAccount(spec *procSpec, username, workdir string) error {
+	if b.cfg.Accounts == nil {
+		return nil
+	}
+	uid, gid, err := b.cfg.Accounts.Lookup(username)
+	if err != nil {
+		return err
+	}
+	if workdir != "" {
+		if err := chownTree(workdir, uid, gid); err != nil {
+			return fmt.Errorf("hand the work dir to uid %d: %w", uid, err)
+		}
+	}
+	if spec.attr == nil {
+		spec.attr = &syscall.SysProcAttr{Setsid: true}
+	}
+	spec.attr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	spec.env = append(spec.env, "HOME="+spec.dir)
+	spec.owner = &[2]int{uid, gid}
+	return nil
 }
 
 // wrap applies Config.Wrap (the sandbox launcher), if any.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/daskgate/daskgate/backend/local"
 	"github.com/daskgate/daskgate/config"
 	"github.com/daskgate/daskgate/sandbox"
 )
@@ -17,9 +18,37 @@ import (
 // how to wrap a cluster process's argv (nil: run it as it is). A mode
 // this machine cannot provide is a startup error, never a silent
 // downgrade.
-func isolation(cfg *config.Config, clustersDir string, log *slog.Logger) (func(workdir string, argv []string) ([]string, *syscall.SysProcAttr), error) {
+func isolation(cfg *config.Config, clustersDir string, log *slog.Logger) (func(workdir string, argv []string) ([]string, *syscall.SysProcAttr), *local.Accounts, error) {
 	mode := cfg.Backend.Isolation
-	if mode == "none" {
+	if mode == "user" {
+		accounts, err := userIsolation(cfg, clustersDir, log)
+		return nil, accounts, err
+	}
+	wrap, err := sandboxIsolation(cfg, clustersDir, log)
+	return wrap, nil, err
+}
+
+// userIsolation runs each user's clusters as that user's OS account, as
+// upstream's LocalBackend does: only root may.
+func userIsolation(cfg *config.Config, clustersDir string, log *slog.Logger) (*local.Accounts, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New(`backend.isolation "user" runs clusters as each user's OS account, which needs the gateway to run as root; use "sandbox" (the default, no root needed)`)
+	}
+	// Each user may enter their own work dir, and list no one's.
+	if err := os.Chmod(clustersDir, 0o711); err != nil {
+		return nil, fmt.Errorf("backend.isolation user: %w", err)
+	}
+	r := cfg.Backend.UserUIDRange
+	accounts, err := local.NewAccounts(filepath.Join(cfg.DataDir, "accounts.json"), r[0], r[1])
+	if err != nil {
+		return nil, fmt.Errorf("backend.isolation user: %w", err)
+	}
+	log.Info("cluster isolation: user (each user's OS account)", "uid_range", r, "clusters_directory", clustersDir)
+	return accounts, nil
+}
+
+func sandboxIsolation(cfg *config.Config, clustersDir string, log *slog.Logger) (func(workdir string, argv []string) ([]string, *syscall.SysProcAttr), error) {
+	if cfg.Backend.Isolation == "none" {
 		log.Warn("cluster isolation is OFF (backend.isolation: none): every tenant's code can read every other tenant's " +
 			"cluster keys and tokens and the gateway's own files; use this on a single-user machine only")
 		return nil, nil

@@ -270,12 +270,12 @@ func newLocalBackend(cfg *config.Config, log *slog.Logger, db *store.DB, table *
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create clusters directory: %w", err)
 	}
-	wrap, err := isolation(cfg, dir, log)
+	wrap, accounts, err := isolation(cfg, dir, log)
 	if err != nil {
 		return nil, err
 	}
 	return local.New(local.Config{
-		Logger: log, Dir: dir, Store: db, APIURL: apiURL, InheritedEnv: b.InheritedEnvironment, Routes: table, Wrap: wrap,
+		Logger: log, Dir: dir, Store: db, APIURL: apiURL, InheritedEnv: b.InheritedEnvironment, Routes: table, Wrap: wrap, Accounts: accounts,
 		OnRunning:           onRunning,
 		ClusterStartTimeout: time.Duration(b.ClusterStartTimeout), WorkerStartTimeout: time.Duration(b.WorkerStartTimeout),
 		HeartbeatPeriod: time.Duration(b.HeartbeatPeriod), HeartbeatTimeout: time.Duration(b.HeartbeatTimeout),
