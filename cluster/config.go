@@ -92,6 +92,21 @@ func (c Config) Threads() int {
 	return max(int(c.WorkerCores), 1)
 }
 
+// DefaultWorkerLimit bounds the workers of a cluster without a limit of
+// its own, so a huge scale (or a scheduler's token alone) cannot make a
+// backend start processes or pods without end.
+const DefaultWorkerLimit = 1000
+
+// WorkerLimit is how many workers a cluster may have: MaxWorkers when a
+// limit is set (it replaces the default), else DefaultWorkerLimit. Every
+// backend clamps a scheduler's requested count with it.
+func (c Config) WorkerLimit() int {
+	if n, ok := c.MaxWorkers(); ok {
+		return n
+	}
+	return DefaultWorkerLimit
+}
+
 // MaxWorkers is the effective cluster_max_workers: the explicit value and
 // the limits derived from cluster_max_memory and cluster_max_cores, the
 // smallest of those set; ok is false when none is.

@@ -57,6 +57,20 @@ func TestMaxWorkers(t *testing.T) {
 		if got, ok := c.MaxWorkers(); got != tt.want || ok != tt.ok {
 			t.Errorf("%s: MaxWorkers = %d, %v; want %d, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
+		// What both backends clamp a heartbeat's count to: the limit, or
+		// the default when none is set (an explicit limit above it wins).
+		want := tt.want
+		if !tt.ok {
+			want = DefaultWorkerLimit
+		}
+		if got := c.WorkerLimit(); got != want {
+			t.Errorf("%s: WorkerLimit = %d, want %d", tt.name, got, want)
+		}
+	}
+	c := base.clone()
+	c.ClusterMaxWorkers = ptr(5000)
+	if c.WorkerLimit() != 5000 {
+		t.Errorf("an explicit limit above the default: %d", c.WorkerLimit())
 	}
 }
 

@@ -188,11 +188,7 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 	if err != nil {
 		return err
 	}
-	limit := int64(defaultMaxWorkers)
-	if m, ok := e.c.Config.MaxWorkers(); ok {
-		limit = int64(m)
-	}
-	n := min(int64(max(hb.Count, 0)), limit)
+	n := int64(min(max(hb.Count, 0), e.c.Config.WorkerLimit()))
 	if n == e.replicas || e.c.Status.Finished() {
 		return nil
 	}
@@ -202,11 +198,6 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 	}
 	return err
 }
-
-// defaultMaxWorkers bounds spec.replicas when no cluster limit is set, so a
-// scheduler's token alone cannot have the controller create pods without
-// end; setting cluster_max_workers (or max_cores/max_memory) replaces it.
-const defaultMaxWorkers = 1000
 
 func (g *Gateway) patchSpec(ctx context.Context, name string, spec map[string]any) error {
 	ns, hex, _ := SplitName(name)

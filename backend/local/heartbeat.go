@@ -8,12 +8,8 @@ import (
 	"github.com/daskgate/daskgate/cluster"
 )
 
-// maxWorkersPerCluster bounds any cluster without cluster_max_workers, so
-// a huge scale (or a tampered heartbeat) cannot fork-bomb the host.
-const maxWorkersPerCluster = 1000
-
 // Heartbeat applies a scheduler heartbeat: addresses (before RUNNING
-// only), the wanted worker count (clamped to cluster_max_workers), and
+// only), the wanted worker count (clamped to the cluster's WorkerLimit), and
 // worker accounting. Heartbeats for unknown or stopping clusters are
 // ignored.
 func (b *Backend) Heartbeat(_ context.Context, name string, hb cluster.Heartbeat) error {
@@ -29,10 +25,7 @@ func (b *Backend) Heartbeat(_ context.Context, name string, hb cluster.Heartbeat
 		r.SchedulerAddress, r.DashboardAddress, r.APIAddress = hb.SchedulerAddress, hb.DashboardAddress, hb.APIAddress
 		changed = true
 	}
-	count := min(max(hb.Count, 0), maxWorkersPerCluster)
-	if limit, ok := r.Config.MaxWorkers(); ok {
-		count = min(count, limit)
-	}
+	count := min(max(hb.Count, 0), r.Config.WorkerLimit())
 	if count != r.Count {
 		r.Count, changed = count, true
 	}
