@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,11 @@ import (
 // scheduler posts one heartbeat (as the preload would) and then waits for
 // SIGINT; a worker just waits.
 func TestMain(m *testing.M) {
-	switch os.Getenv("DASKGATE_TEST_ROLE") {
+	role := os.Getenv("DASKGATE_TEST_ROLE")
+	if role == "scheduler" && slices.Contains(os.Args, "--nthreads") {
+		role = "worker" // helperConfig runs this binary for both; a worker waits
+	}
+	switch role {
 	case "scheduler":
 		heartbeat()
 		if f := os.Getenv("DASKGATE_TEST_CHILD_PIDFILE"); f != "" {

@@ -1,0 +1,229 @@
+// Package backendtest is the contract every cluster backend keeps: one
+// table of behaviours, run against the local-process backend and the
+// Kubernetes backend alike (each binds the hooks below to its own test
+// harness: the local backend's re-executed test child, kwok pods on a real
+// API server).
+//
+//	backendtest.Run(t, backendtest.Harness{Backend: b, Config: cfg, Workers: count, KillScheduler: kill})
+package backendtest
+
+import (
+	"context"
+	"errors"
+
+	"testing"
+	"time"
+
+	"github.com/daskgate/daskgate/cluster"
+	"github.com/daskgate/daskgate/server"
+)
+
+// Harness is one backend under test.
+type Harness struct {
+	Backend server.Backend
+	// Config is what clusters start from; its scheduler comes up and
+	// reports on its own (the backend's test scheduler).
+	Config cluster.Config
+	// Workers counts the cluster's worker processes or pods that run.
+	Workers func(t *testing.T, name string) int
+	// KillScheduler ends a running cluster's scheduler abnormally.
+	KillScheduler func(t *testing.T, name string)
+	// Timeout bounds each eventual condition; zero means 30s.
+	Timeout time.Duration
+}
+
+// Run runs every behaviour of the contract as a subtest.
+func Run(t *testing.T, h Harness) {
+	if h.Timeout == 0 {
+		h.Timeout = 30 * time.Second
+	}
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, *Harness)
+	}{
+		{"create/get/list/wait/counts", createGetListWait},
+		{"scale up by heartbeat", scaleUp},
+		{"a heartbeat's count is clamped to the cluster's limit", clamp},
+		{"stop a running cluster", stopRunning},
+		{"stop a pending cluster", stopPending},
+		{"scheduler death fails the cluster with a reason", schedulerDeath},
+		{"unknown names", unknownNames},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.run(t, &h) })
+	}
+}
+
+func (h *Harness) create(t *testing.T, user string, mod func(*cluster.Config)) *cluster.Cluster {
+	t.Helper()
+	cfg := h.Config
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := h.Backend.Create(context.Background(), cluster.CreateRequest{Username: user, Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (h *Harness) running(t *testing.T, name string) *cluster.Cluster {
+	t.Helper()
+	var c *cluster.Cluster
+	h.eventually(t, "RUNNING", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		c, err = h.Backend.Wait(ctx, name)
+		return err == nil && c.Status == cluster.Running
+	})
+	return c
+}
+
+func (h *Harness) status(t *testing.T, name string) cluster.Status {
+	t.Helper()
+	c, err := h.Backend.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Status
+}
+
+func (h *Harness) eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(h.Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %v", what, h.Timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (h *Harness) heartbeat(t *testing.T, name string, count int) {
+	t.Helper()
+	if err := h.Backend.Heartbeat(context.Background(), name, cluster.Heartbeat{Count: count}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *Harness) stop(t *testing.T, name string) {
+	t.Helper()
+	if err := h.Backend.Stop(context.Background(), name, false, "contract"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createGetListWait(t *testing.T, h *Harness) {
+	c := h.create(t, "alice", nil)
+	if c.Status != cluster.Pending || c.Name == "" || c.Username != "alice" {
+		t.Fatalf("created: %+v", c)
+	}
+	l, err := h.Backend.List(context.Background(), func(x *cluster.Cluster) bool { return x.Username == "alice" })
+	if err != nil || !contains(l, c.Name) {
+		t.Fatalf("list: %v %v", l, err)
+	}
+	r := h.running(t, c.Name)
+	if r.SchedulerAddress == "" || r.DashboardAddress == "" {
+		t.Errorf("running without addresses: %+v", r)
+	}
+	if h.Backend.Counts()[cluster.Running] < 1 {
+		t.Errorf("counts %v", h.Backend.Counts())
+	}
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+}
+
+func scaleUp(t *testing.T, h *Harness) {
+	c := h.create(t, "bob", nil)
+	h.running(t, c.Name)
+	h.heartbeat(t, c.Name, 3)
+	h.eventually(t, "3 workers", func() bool { return h.Workers(t, c.Name) == 3 })
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED with no workers", func() bool {
+		return h.status(t, c.Name) == cluster.Stopped && h.Workers(t, c.Name) == 0
+	})
+}
+
+func clamp(t *testing.T, h *Harness) {
+	two := 2
+	c := h.create(t, "carol", func(cfg *cluster.Config) { cfg.ClusterMaxWorkers = &two })
+	h.running(t, c.Name)
+	h.heartbeat(t, c.Name, 50)
+	h.eventually(t, "2 workers", func() bool { return h.Workers(t, c.Name) == 2 })
+	for range 10 { // and no more come
+		if n := h.Workers(t, c.Name); n > 2 {
+			t.Fatalf("%d workers past the limit of 2", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+}
+
+func stopRunning(t *testing.T, h *Harness) {
+	c := h.create(t, "dave", nil)
+	h.running(t, c.Name)
+	h.stop(t, c.Name)
+	h.stop(t, c.Name) // again: nothing to do, no error
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+	h.stop(t, c.Name)
+	if st := h.status(t, c.Name); st != cluster.Stopped {
+		t.Fatalf("stopping a stopped cluster made it %v", st)
+	}
+}
+
+func stopPending(t *testing.T, h *Harness) {
+	c := h.create(t, "erin", nil)
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+}
+
+func schedulerDeath(t *testing.T, h *Harness) {
+	c := h.create(t, "frank", nil)
+	h.running(t, c.Name)
+	h.KillScheduler(t, c.Name)
+	h.eventually(t, "FAILED", func() bool { return h.status(t, c.Name) == cluster.Failed })
+	got, _ := h.Backend.Get(context.Background(), c.Name)
+	if got.Reason == "" {
+		t.Errorf("failed without a reason: %+v", got)
+	}
+	// Stopping a failed cluster is no error and leaves it FAILED.
+	h.stop(t, c.Name)
+	time.Sleep(200 * time.Millisecond)
+	if st := h.status(t, c.Name); st != cluster.Failed {
+		t.Fatalf("stopping a failed cluster made it %v", st)
+	}
+}
+
+func unknownNames(t *testing.T, h *Harness) {
+	name := h.Config.Namespace + "made-up"
+	if h.Config.Namespace != "" {
+		name = h.Config.Namespace + ".0123456789abcdef0123456789abcdef"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for what, err := range map[string]error{
+		"Get":  second(h.Backend.Get(ctx, name)),
+		"Wait": second(h.Backend.Wait(ctx, name)),
+		"Stop": h.Backend.Stop(ctx, name, false, "contract"),
+	} {
+		if !errors.Is(err, cluster.ErrNotFound) {
+			t.Errorf("%s of an unknown name: %v, want ErrNotFound", what, err)
+		}
+	}
+	// A heartbeat for a name nobody knows changes nothing and is no error.
+	if err := h.Backend.Heartbeat(ctx, name, cluster.Heartbeat{Count: 1}); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		t.Errorf("heartbeat of an unknown name: %v", err)
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func contains(l []*cluster.Cluster, name string) bool {
+	for _, c := range l {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
