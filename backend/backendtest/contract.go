@@ -10,6 +10,7 @@ package backendtest
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"testing"
 	"time"
@@ -24,10 +25,13 @@ type Harness struct {
 	// Config is what clusters start from; its scheduler comes up and
 	// reports on its own (the backend's test scheduler).
 	Config cluster.Config
-	// Workers counts the cluster's worker processes or pods that run.
-	Workers func(t *testing.T, name string) int
+	// Workers names the cluster's worker processes or pods that run.
+	Workers func(t *testing.T, name string) []string
 	// KillScheduler ends a running cluster's scheduler abnormally.
 	KillScheduler func(t *testing.T, name string)
+	// KillWorker ends one of a running cluster's workers abnormally and
+	// names it.
+	KillWorker func(t *testing.T, name string) string
 	// Timeout bounds each eventual condition; zero means 30s.
 	Timeout time.Duration
 }
@@ -46,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 		{"a heartbeat's count is clamped to the cluster's limit", clamp},
 		{"stop a running cluster", stopRunning},
 		{"stop a pending cluster", stopPending},
+		{"a dead worker is replaced", workerDeath},
 		{"scheduler death fails the cluster with a reason", schedulerDeath},
 		{"unknown names", unknownNames},
 	} {
@@ -137,10 +142,10 @@ func scaleUp(t *testing.T, h *Harness) {
 	c := h.create(t, "bob", nil)
 	h.running(t, c.Name)
 	h.heartbeat(t, c.Name, 3)
-	h.eventually(t, "3 workers", func() bool { return h.Workers(t, c.Name) == 3 })
+	h.eventually(t, "3 workers", func() bool { return len(h.Workers(t, c.Name)) == 3 })
 	h.stop(t, c.Name)
 	h.eventually(t, "STOPPED with no workers", func() bool {
-		return h.status(t, c.Name) == cluster.Stopped && h.Workers(t, c.Name) == 0
+		return h.status(t, c.Name) == cluster.Stopped && len(h.Workers(t, c.Name)) == 0
 	})
 }
 
@@ -149,9 +154,9 @@ func clamp(t *testing.T, h *Harness) {
 	c := h.create(t, "carol", func(cfg *cluster.Config) { cfg.ClusterMaxWorkers = &two })
 	h.running(t, c.Name)
 	h.heartbeat(t, c.Name, 50)
-	h.eventually(t, "2 workers", func() bool { return h.Workers(t, c.Name) == 2 })
+	h.eventually(t, "2 workers", func() bool { return len(h.Workers(t, c.Name)) == 2 })
 	for range 10 { // and no more come
-		if n := h.Workers(t, c.Name); n > 2 {
+		if n := len(h.Workers(t, c.Name)); n > 2 {
 			t.Fatalf("%d workers past the limit of 2", n)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -174,6 +179,24 @@ func stopRunning(t *testing.T, h *Harness) {
 
 func stopPending(t *testing.T, h *Harness) {
 	c := h.create(t, "erin", nil)
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+}
+
+func workerDeath(t *testing.T, h *Harness) {
+	c := h.create(t, "grace", nil)
+	h.running(t, c.Name)
+	h.heartbeat(t, c.Name, 2)
+	h.eventually(t, "2 workers", func() bool { return len(h.Workers(t, c.Name)) == 2 })
+	dead := h.KillWorker(t, c.Name)
+	h.heartbeat(t, c.Name, 2) // the scheduler still wants two
+	h.eventually(t, "2 workers again, the dead one replaced", func() bool {
+		ws := h.Workers(t, c.Name)
+		return len(ws) == 2 && !slices.Contains(ws, dead)
+	})
+	if st := h.status(t, c.Name); st != cluster.Running {
+		t.Fatalf("one worker's death made the cluster %v", st)
+	}
 	h.stop(t, c.Name)
 	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
 }

@@ -24,14 +24,27 @@ func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Harness{
 		Backend: g.gw,
 		Config:  cfg,
-		Workers: func(t *testing.T, name string) int {
-			n := 0
+		Workers: func(t *testing.T, name string) []string {
+			var out []string
 			for _, p := range h.workerPods(name) {
 				if p.Status.Phase == corev1.PodRunning {
-					n++
+					out = append(out, p.Name)
 				}
 			}
-			return n
+			return out
+		},
+		KillWorker: func(t *testing.T, name string) string {
+			pods := h.workerPods(name)
+			if len(pods) == 0 {
+				t.Fatal("no worker pod")
+			}
+			p := pods[0]
+			h.setPodStatus(p.Namespace, p.Name, func(s *corev1.PodStatus) {
+				s.Phase = corev1.PodFailed
+				s.ContainerStatuses = []corev1.ContainerStatus{{Name: "dask-worker", State: corev1.ContainerState{
+					Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}}}
+			})
+			return p.Name
 		},
 		KillScheduler: func(t *testing.T, name string) {
 			ns, hex, _ := kube.SplitName(name)

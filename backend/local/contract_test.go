@@ -1,6 +1,7 @@
 package local
 
 import (
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -15,18 +16,32 @@ func TestContract(t *testing.T) {
 	backendtest.Run(t, backendtest.Harness{
 		Backend: b,
 		Config:  helperConfig(),
-		Workers: func(t *testing.T, name string) int {
+		Workers: func(t *testing.T, name string) []string {
 			b.mu.RLock()
 			defer b.mu.RUnlock()
-			n := 0
+			var out []string
 			if r := b.clusters[name]; r != nil {
 				for _, w := range r.Workers {
 					if b.procs.alive(w.PID, name) {
-						n++
+						out = append(out, strconv.Itoa(w.PID))
 					}
 				}
 			}
-			return n
+			return out
+		},
+		KillWorker: func(t *testing.T, name string) string {
+			b.mu.RLock()
+			pid := 0
+			for _, w := range b.clusters[name].Workers {
+				if b.procs.alive(w.PID, name) {
+					pid = w.PID
+				}
+			}
+			b.mu.RUnlock()
+			if err := syscall.Kill(pid, syscall.SIGKILL); pid == 0 || err != nil {
+				t.Fatalf("kill worker %d: %v", pid, err)
+			}
+			return strconv.Itoa(pid)
 		},
 		KillScheduler: func(t *testing.T, name string) {
 			b.mu.RLock()
