@@ -28,6 +28,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,8 +102,9 @@ type Proxy struct {
 	conns   sync.WaitGroup
 	// loops are the running accept loops; classifying, the accepted
 	// connections not yet handed to the HTTP server or a passthrough.
-	// Shutdown waits for both, so no accepted connection goes unanswered.
-	loops, classifying sync.WaitGroup
+	// Shutdown waits for both to reach zero, so no accepted connection
+	// goes unanswered (counters, not WaitGroups: they rise during Wait).
+	loops, classifying atomic.Int64
 	// busy are the HTTP connections reading or serving a request: the
 	// HTTP server's Shutdown would drop a request it reads after it began.
 	busyMu sync.Mutex
@@ -174,7 +176,7 @@ func (p *Proxy) ServeTCP(ln net.Listener) error { return p.accept(ln, true) }
 // and friends) back off, 5 ms doubling to 1 s, instead of spinning.
 func (p *Proxy) accept(ln net.Listener, tcpOnly bool) error {
 	p.loops.Add(1)
-	defer p.loops.Done()
+	defer p.loops.Add(-1)
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -204,7 +206,7 @@ func (p *Proxy) isClosing() bool {
 // by its first bytes, all under HelloTimeout.
 func (p *Proxy) handle(c net.Conn, tcpOnly bool) {
 	defer p.conns.Done()
-	classified := sync.OnceFunc(p.classifying.Done)
+	classified := sync.OnceFunc(func() { p.classifying.Add(-1) })
 	defer classified()
 	_ = c.SetReadDeadline(time.Now().Add(p.cfg.HelloTimeout))
 	remote, pre, err := p.readProxyHeader(c)
@@ -375,13 +377,14 @@ func (p *Proxy) waitQuiet(ctx context.Context) {
 	}
 }
 
-// waitCtx waits for wg or ctx, whichever ends first.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
+// waitZero waits until n is zero or ctx ends.
+func waitZero(ctx context.Context, n *atomic.Int64) {
+	for n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
 
@@ -394,8 +397,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Unlock()
 	// Connections accepted before the listeners closed are still served:
 	// the HTTP server takes each before it stops accepting.
-	waitCtx(ctx, &p.loops)
-	waitCtx(ctx, &p.classifying)
+	waitZero(ctx, &p.loops)
+	waitZero(ctx, &p.classifying)
 	p.waitQuiet(ctx)
 	err := p.http.Shutdown(ctx)
 	done := make(chan struct{})
