@@ -32,6 +32,9 @@ type Harness struct {
 	// KillWorker ends one of a running cluster's workers abnormally and
 	// names it.
 	KillWorker func(t *testing.T, name string) string
+	// Restart replaces the backend by a new instance over the same state
+	// (a gateway restart) and returns it; the hooks above follow it.
+	Restart func(t *testing.T) server.Backend
 	// Timeout bounds each eventual condition; zero means 30s.
 	Timeout time.Duration
 }
@@ -53,6 +56,7 @@ func Run(t *testing.T, h Harness) {
 		{"a dead worker is replaced", workerDeath},
 		{"scheduler death fails the cluster with a reason", schedulerDeath},
 		{"unknown names", unknownNames},
+		{"a restarted backend adopts a running cluster", restartAdopts}, // last: it replaces the backend
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, &h) })
 	}
@@ -238,6 +242,20 @@ func unknownNames(t *testing.T, h *Harness) {
 	if err := h.Backend.Heartbeat(ctx, name, cluster.Heartbeat{Count: 1}); err != nil && !errors.Is(err, cluster.ErrNotFound) {
 		t.Errorf("heartbeat of an unknown name: %v", err)
 	}
+}
+
+func restartAdopts(t *testing.T, h *Harness) {
+	c := h.create(t, "heidi", nil)
+	before := h.running(t, c.Name)
+	h.Backend = h.Restart(t)
+	after := h.running(t, c.Name)
+	if after.SchedulerAddress != before.SchedulerAddress || after.Token != before.Token || after.TLSCert != before.TLSCert {
+		t.Fatalf("adopted cluster changed: %+v -> %+v", before, after)
+	}
+	h.heartbeat(t, c.Name, 1)
+	h.eventually(t, "1 worker", func() bool { return len(h.Workers(t, c.Name)) == 1 })
+	h.stop(t, c.Name)
+	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
 }
 
 func second[T any](_ T, err error) error { return err }

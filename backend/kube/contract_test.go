@@ -6,6 +6,7 @@ import (
 	"github.com/daskgate/daskgate/backend/backendtest"
 	"github.com/daskgate/daskgate/backend/kube"
 	"github.com/daskgate/daskgate/cluster"
+	"github.com/daskgate/daskgate/server"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -23,7 +24,12 @@ func TestContract(t *testing.T) {
 	cfg.Namespace = h.ns
 	backendtest.Run(t, backendtest.Harness{
 		Backend: g.gw,
-		Config:  cfg,
+		Restart: func(t *testing.T) server.Backend {
+			g.stop() // the old replica goes; a new one fills its cache from the API server
+			g = h.startGateway()
+			return g.gw
+		},
+		Config: cfg,
 		Workers: func(t *testing.T, name string) []string {
 			var out []string
 			for _, p := range h.workerPods(name) {

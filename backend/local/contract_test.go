@@ -1,21 +1,37 @@
 package local
 
 import (
+	"context"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 
 	"github.com/daskgate/daskgate/backend/backendtest"
+	"github.com/daskgate/daskgate/server"
+	"github.com/daskgate/daskgate/store"
 )
 
 // TestContract runs the backend contract (backend/backendtest) against
 // the local backend: the scheduler is this test binary re-executed, which
 // heartbeats like the preload; workers are more of it, waiting.
 func TestContract(t *testing.T) {
-	b, _ := newBackend(t, nil, t.TempDir())
+	dir := t.TempDir()
+	kr, _ := store.ParseKeys(store.NewKey())
+	db, err := store.Open(filepath.Join(dir, "db"), kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b, _ := newBackend(t, db, dir)
 	backendtest.Run(t, backendtest.Harness{
 		Backend: b,
-		Config:  helperConfig(),
+		Restart: func(t *testing.T) server.Backend {
+			b.Shutdown(context.Background()) // StopOnShutdown is false: processes stay
+			b, _ = newBackend(t, db, dir)
+			return b
+		},
+		Config: helperConfig(),
 		Workers: func(t *testing.T, name string) []string {
 			b.mu.RLock()
 			defer b.mu.RUnlock()
