@@ -2,14 +2,12 @@ package local
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 
 	"github.com/daskgate/daskgate/backend/backendtest"
 	"github.com/daskgate/daskgate/server"
-	"github.com/daskgate/daskgate/store"
 )
 
 // TestContract runs the backend contract (backend/backendtest) against
@@ -17,12 +15,7 @@ import (
 // heartbeats like the preload; workers are more of it, waiting.
 func TestContract(t *testing.T) {
 	dir := t.TempDir()
-	kr, _ := store.ParseKeys(store.NewKey())
-	db, err := store.Open(filepath.Join(dir, "db"), kr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testStore(t, dir)
 	b, _ := newBackend(t, db, dir)
 	backendtest.Run(t, backendtest.Harness{
 		Backend: b,

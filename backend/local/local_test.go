@@ -100,6 +100,18 @@ func newBackend(t *testing.T, db *store.DB, dir string) (*Backend, *routes) {
 	return b, rt
 }
 
+// testStore opens an encrypted store in dir, closed when the test ends.
+func testStore(t *testing.T, dir string) *store.DB {
+	t.Helper()
+	kr, _ := store.ParseKeys(store.NewKey())
+	db, err := store.Open(filepath.Join(dir, "db"), kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func helperConfig() cluster.Config {
 	cfg := cluster.DefaultConfig()
 	cfg.SchedulerCmd = cluster.Command{os.Args[0]}
@@ -196,12 +208,7 @@ func TestLaunchFailure(t *testing.T) {
 
 func TestRestartAdoptsRunningCluster(t *testing.T) {
 	dir := t.TempDir()
-	kr, _ := store.ParseKeys(store.NewKey())
-	db, err := store.Open(filepath.Join(dir, "db"), kr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := testStore(t, dir)
 	b1, _ := newBackend(t, db, dir)
 	c, _ := b1.Create(context.Background(), cluster.CreateRequest{Username: "alice", Config: helperConfig()})
 	waitStatus(t, b1, c.Name, cluster.Running)
