@@ -68,12 +68,23 @@ func TestDaskhubChart(t *testing.T) {
 	}
 	schemas := newSchemaDir(t)
 	examples, _ := filepath.Glob("../examples/helm/daskhub-*.yaml")
+	good, _ := filepath.Glob("testdata/daskhub/good/*.yaml")
+	examples = append(examples, good...)
 	cases := map[string][]string{"defaults": nil, "no dask-gateway": {"--set", "dask-gateway.enabled=false"},
 		"no jupyterhub": {"--set", "jupyterhub.enabled=false"}}
 	for _, e := range examples {
 		cases[filepath.Base(e)] = []string{"-f", e}
 	}
+	bad, _ := filepath.Glob("testdata/daskhub/bad/*.yaml")
 	for _, h := range helms {
+		for _, f := range bad {
+			b, _ := os.ReadFile(f)
+			first, _, _ := strings.Cut(string(b), "\n")
+			want := strings.TrimPrefix(first, "# want: ")
+			if out, err := helm(t, h, "template", "dh", chart, "-f", f); err == nil || !strings.Contains(out, want) {
+				t.Errorf("%s with %s: err %v, output lacks %q:\n%s", h, filepath.Base(f), err, want, out)
+			}
+		}
 		for name, args := range cases {
 			t.Run(h+"/"+name, func(t *testing.T) {
 				mustHelm(t, h, append([]string{"lint", "--strict", chart}, args...)...)

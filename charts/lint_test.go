@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/daskgate/daskgate/internal/testenv"
+	"sigs.k8s.io/yaml"
 )
 
 var helms = []string{"helm", "helm4"}
@@ -152,5 +153,48 @@ func TestNotesOnUpstreamValues(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("NOTES lack %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestTwoReleasesNeverCollide: with ClusterRoles, two releases of one name
+// in two namespaces get different role names; in one namespace, two
+// release names give different object names.
+func TestTwoReleasesNeverCollide(t *testing.T) {
+	names := func(rel, ns string, set ...string) []string {
+		args := append([]string{"template", rel, "dask-gateway", "--namespace", ns}, set...)
+		var out []string
+		for _, doc := range strings.Split(mustHelm(t, "helm", args...), "\n---") {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name, Namespace string
+				} `json:"metadata"`
+			}
+			if yaml.Unmarshal([]byte(doc), &obj) == nil && obj.Kind != "" {
+				ns := obj.Metadata.Namespace
+				if strings.HasPrefix(obj.Kind, "Cluster") {
+					ns = "" // cluster-wide
+				} else if ns == "" {
+					ns = "<release namespace>" // namespaced objects land in their release's
+				}
+				out = append(out, obj.Kind+"/"+ns+"/"+obj.Metadata.Name)
+			}
+		}
+		return out
+	}
+	clash := func(a, b []string, sameNamespace bool) []string {
+		var both []string
+		for _, x := range a {
+			if slices.Contains(b, x) && (sameNamespace || strings.Contains(x, "//")) {
+				both = append(both, x)
+			}
+		}
+		return both
+	}
+	if c := clash(names("dg", "team-a", "--set", "rbac.scope=cluster"), names("dg", "team-b", "--set", "rbac.scope=cluster"), false); len(c) > 0 {
+		t.Errorf("one release name in two namespaces collides on %v", c)
+	}
+	if c := clash(names("one", "dask"), names("two", "dask"), true); len(c) > 0 {
+		t.Errorf("two releases in one namespace collide on %v", c)
 	}
 }
