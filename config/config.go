@@ -90,9 +90,14 @@ type Backend struct {
 	// single-user machine only); "" means sandbox, and a startup error
 	// where the machine cannot.
 	Isolation string `json:"isolation"`
-	// UserUIDRange is where isolation "user" allocates uids for users
-	// without an account of their name: [min, max], min >= 1000.
+	// UserUIDRange is where isolation "user" allocates uids: [min, max],
+	// min >= 1000; uids of accounts, groups and subordinate ranges
+	// (/etc/subuid, /etc/subgid) are skipped.
 	UserUIDRange []int `json:"user_uid_range"`
+	// UserExistingAccounts runs a user with an OS account of their name as
+	// that account (upstream's LocalBackend), never a system or admin one;
+	// only with an authenticator that proves the OS identity (Kerberos).
+	UserExistingAccounts bool `json:"user_existing_accounts"`
 	// SandboxReadOnlyPaths are more paths sandboxed clusters may read
 	// (data sets, shared environments); none may hold the gateway's files.
 	SandboxReadOnlyPaths []string `json:"sandbox_read_only_paths"`
@@ -222,8 +227,9 @@ func Default() Config {
 		Auth:    Auth{Type: "simple", CacheMaxAge: dur(5 * time.Minute), Keytab: "dask_gateway.keytab", ServiceName: "HTTP"},
 		Cluster: cluster.DefaultConfig(),
 		Backend: Backend{
-			Type:                 "local",
-			UserUIDRange:         []int{200000, 299999},
+			Type:         "local",
+			UserUIDRange: []int{700000000, 700999999}, // above login.defs' SUB_UID_MAX
+
 			InheritedEnvironment: []string{"PATH", "PYTHONPATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV", "VIRTUAL_ENV", "LANG", "LC_ALL"},
 			ClusterStartTimeout:  dur(60 * time.Second), WorkerStartTimeout: dur(60 * time.Second),
 			HeartbeatPeriod: dur(15 * time.Second), StatusPeriod: dur(30 * time.Second),

@@ -105,10 +105,11 @@ type Proxy struct {
 	// Shutdown waits for both to reach zero, so no accepted connection
 	// goes unanswered (counters, not WaitGroups: they rise during Wait).
 	loops, classifying atomic.Int64
-	// busy are the HTTP connections reading or serving a request: the
-	// HTTP server's Shutdown would drop a request it reads after it began.
+	// busy are the HTTP connections reading or serving a request (zero
+	// time), or new since the time given: the HTTP server's Shutdown
+	// would drop a request it reads after it began.
 	busyMu sync.Mutex
-	busy   map[net.Conn]struct{}
+	busy   map[net.Conn]time.Time
 
 	mu      sync.Mutex
 	tcp     map[net.Conn]struct{}
@@ -137,7 +138,7 @@ func New(cfg Config) (*Proxy, error) {
 	p.httpLn = newConnListener()
 	p.http = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug), ConnState: p.trackState}
-	p.busy = map[net.Conn]struct{}{}
+	p.busy = map[net.Conn]time.Time{}
 	go func() { _ = p.http.Serve(p.httpLn) }()
 	return p, nil
 }
@@ -352,19 +353,34 @@ func dashboardPath(path string) (name, rest string, ok bool) {
 func (p *Proxy) trackState(c net.Conn, s http.ConnState) {
 	p.busyMu.Lock()
 	defer p.busyMu.Unlock()
-	if s == http.StateNew || s == http.StateActive {
-		p.busy[c] = struct{}{}
-	} else {
+	switch s {
+	case http.StateNew:
+		if _, ok := p.busy[c]; !ok {
+			p.busy[c] = time.Now()
+		}
+	case http.StateActive:
+		p.busy[c] = time.Time{}
+	default:
 		delete(p.busy, c)
 	}
 }
 
+// newConnGrace is how long Shutdown waits for a new connection's first
+// request: one that stays silent longer is not waited for.
+const newConnGrace = time.Second
+
 // waitQuiet waits, at most until ctx ends, until no HTTP connection is
-// reading or serving a request (with the listeners closed, none comes).
+// serving a request or is new within newConnGrace (with the listeners
+// closed, none comes).
 func (p *Proxy) waitQuiet(ctx context.Context) {
 	for {
+		n := 0
 		p.busyMu.Lock()
-		n := len(p.busy)
+		for _, since := range p.busy {
+			if since.IsZero() || time.Since(since) < newConnGrace {
+				n++
+			}
+		}
 		p.busyMu.Unlock()
 		if n == 0 {
 			return
@@ -395,6 +411,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closing = true
 	p.mu.Unlock()
+	p.http.SetKeepAlivesEnabled(false) // kept-alive clients move on after their next answer
 	// Connections accepted before the listeners closed are still served:
 	// the HTTP server takes each before it stops accepting.
 	waitZero(ctx, &p.loops)

@@ -84,16 +84,28 @@ func (s *Server) dashPath(name string) string { return s.cfg.Prefix + "/clusters
 
 // HandOffDashboard answers a dashboard request on the API's origin, once
 // AuthorizeDashboard let it through: to the same page on the dashboard
-// origin, with a one-minute ticket for the signed-in user when dashboards
-// need sign-in.
+// origin, with a one-minute ticket when the visitor is known (a session,
+// or credentials sent with the request). Never inside a frame: a page on
+// the dashboard origin could otherwise frame another cluster's hand-off
+// and read what it loads, same-origin.
 func (s *Server) HandOffDashboard(w http.ResponseWriter, r *http.Request, name string) {
 	o := s.cfg.DashboardOrigins
+	w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Dashboards are served at " + o.Dashboard})
 		return
 	}
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "iframe", "frame", "embed", "object":
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Open the dashboard in its own tab: " + o.Dashboard + r.URL.RequestURI()})
+		return
+	}
 	target := o.Dashboard + r.URL.RequestURI()
-	if u := s.cfg.Sessions.Lookup(r); u != nil && s.cfg.Login != nil {
+	u := s.cfg.Sessions.Lookup(r)
+	if u == nil && r.Header.Get("Authorization") != "" {
+		u, _ = s.cfg.Auth.Authenticate(r)
+	}
+	if u != nil {
 		t := s.sign(dashGrant{Kind: "ticket", Cluster: name, User: u.Name, Groups: u.Groups, Admin: u.Admin,
 			Expires: time.Now().Add(ticketTTL).Unix()})
 		target = o.Dashboard + s.dashPath(name) + "_daskgate/ticket?" + url.Values{"t": {t}, "next": {r.URL.RequestURI()}}.Encode()
@@ -135,7 +147,8 @@ func (s *Server) DashboardGate(w http.ResponseWriter, r *http.Request, name, res
 func (s *Server) redeemTicket(w http.ResponseWriter, r *http.Request, name string) {
 	g := s.verify(r.URL.Query().Get("t"), "ticket", name)
 	next := r.URL.Query().Get("next")
-	if g == nil || !strings.HasPrefix(next, s.dashPath(name)) || strings.Contains(next, "//") {
+	inside := next == strings.TrimSuffix(s.dashPath(name), "/") || strings.HasPrefix(next, s.dashPath(name))
+	if g == nil || !inside || strings.Contains(next, "//") {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Invalid or expired dashboard ticket: open the dashboard link again"})
 		return
 	}

@@ -74,6 +74,30 @@ func TestDashboardOriginHandOff(t *testing.T) {
 	if c.Name != "daskgate-dash" || c.Path != "/p/clusters/"+name+"/" || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 		t.Fatalf("dashboard cookie %+v", c)
 	}
+	// The dashboard root without its slash is a place to return to too.
+	if w := redeem(name, ticket, "/p/clusters/"+name); w.Code != 302 {
+		t.Errorf("redeem to the root without a slash: %d %s", w.Code, w.Body)
+	}
+	// A frame never gets a hand-over (a page on the dashboard origin would
+	// read what it loads), and the answer forbids framing.
+	fr := httptest.NewRequest("GET", "http://api.test/p/clusters/"+name+"/status", nil)
+	fr.Header.Set("Sec-Fetch-Dest", "iframe")
+	for _, ck := range iw.Result().Cookies() {
+		fr.AddCookie(ck)
+	}
+	w = httptest.NewRecorder()
+	s.HandOffDashboard(w, fr, name)
+	if w.Code != http.StatusForbidden || w.Header().Get("Content-Security-Policy") != "frame-ancestors 'none'" {
+		t.Errorf("hand-off into a frame: %d %v", w.Code, w.Header())
+	}
+	// Credentials sent with the request (no session) get a ticket too.
+	br := httptest.NewRequest("GET", "http://api.test/p/clusters/"+name+"/status", nil)
+	br.SetBasicAuth("alice", "x")
+	w = httptest.NewRecorder()
+	s.HandOffDashboard(w, br, name)
+	if loc, _ := url.Parse(w.Header().Get("Location")); w.Code != 302 || loc.Query().Get("t") == "" {
+		t.Errorf("hand-off with Basic credentials: %d %v", w.Code, w.Header())
+	}
 	// The cookie opens this cluster's dashboard, and no other.
 	gate := func(name string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()

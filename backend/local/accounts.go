@@ -7,19 +7,26 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 )
 
 // Accounts maps gateway users to the OS accounts their clusters run as
-// (isolation "user", like upstream's LocalBackend): an existing account
-// of the user's name, unless it is a system one (uid below 1000, root
-// included); otherwise a uid from a range, allocated once and remembered
-// in a file, so a user keeps their uid across restarts. Allocated uids
-// have no passwd entry: their processes get HOME set to the work dir.
+// (isolation "user"): a uid from a range, allocated once and remembered in
+// a file, so a user keeps their uid across restarts (no passwd entry:
+// processes get HOME in the work dir). With UseExisting, as upstream's
+// LocalBackend, a user with an OS account of their name runs as it,
+// unless it is a system account (uid below 1000) or may administer the
+// machine (a member of sudo, wheel, admin or root) — only sound with an
+// authenticator that proves the OS identity (Kerberos), since simple auth
+// lets anyone claim any name.
 type Accounts struct {
-	path     string
-	min, max int
+	path        string
+	min, max    int
+	UseExisting bool
 
 	mu sync.Mutex
 	m  map[string]int
@@ -46,13 +53,22 @@ func NewAccounts(path string, min, max int) (*Accounts, error) {
 	return a, nil
 }
 
+// adminGroups may administer a machine: their members never run clusters.
+var adminGroups = []string{"sudo", "wheel", "admin", "root"}
+
 // Lookup returns the uid and gid user's processes run as.
 func (a *Accounts) Lookup(name string) (uid, gid int, err error) {
-	if u, err := user.Lookup(name); err == nil {
+	if u, err := user.Lookup(name); err == nil && a.UseExisting {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if uid < minRegularUID {
 			return 0, 0, fmt.Errorf("user %s is the system account uid %d: clusters never run as a system account", name, uid)
+		}
+		gids, _ := u.GroupIds()
+		for _, g := range gids {
+			if grp, err := user.LookupGroupId(g); err == nil && slices.Contains(adminGroups, grp.Name) {
+				return 0, 0, fmt.Errorf("user %s may administer this machine (group %s): clusters never run as such an account", name, grp.Name)
+			}
 		}
 		return uid, gid, nil
 	}
@@ -72,6 +88,12 @@ func (a *Accounts) Lookup(name string) (uid, gid int, err error) {
 		if _, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 			continue // an account of someone else's
 		}
+		if _, err := user.LookupGroupId(strconv.Itoa(uid)); err == nil {
+			continue // the gid is a group of someone else's
+		}
+		if inSubordinateRange(uid) {
+			continue // another user may map it in a user namespace
+		}
 		a.m[name] = uid
 		if err := a.save(); err != nil {
 			delete(a.m, name)
@@ -80,6 +102,31 @@ func (a *Accounts) Lookup(name string) (uid, gid int, err error) {
 		return uid, uid, nil
 	}
 	return 0, 0, fmt.Errorf("no free uid left in [%d, %d] for user %s", a.min, a.max, name)
+}
+
+// subordinateFiles list the uid and gid ranges users may map into their
+// user namespaces (rootless containers): a uid there is not ours to give.
+var subordinateFiles = []string{"/etc/subuid", "/etc/subgid"}
+
+func inSubordinateRange(id int) bool {
+	for _, f := range subordinateFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			parts := strings.Split(strings.TrimSpace(line), ":")
+			if len(parts) != 3 {
+				continue
+			}
+			start, err1 := strconv.Atoi(parts[1])
+			n, err2 := strconv.Atoi(parts[2])
+			if err1 == nil && err2 == nil && id >= start && id < start+n {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *Accounts) save() error {
@@ -95,10 +142,23 @@ func (a *Accounts) save() error {
 }
 
 // chownTree gives the work dir and everything written in it to uid:gid.
+// It follows no symlink and skips any file with more than one link, so an
+// entry a tenant planted on a retried launch can never hand over a file
+// outside the work dir.
 func chownTree(dir string, uid, gid int) error {
-	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && !d.IsDir() && st.Nlink != 1 {
+			return nil
 		}
 		return os.Lchown(p, uid, gid)
 	})

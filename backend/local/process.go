@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -41,7 +42,10 @@ func newProcs() *procs { return &procs{children: map[int]chan struct{}{}} }
 // start launches p in a new session with exactly p.env, output appended to
 // its log file (appended, so a retried launch keeps the earlier output).
 func (ps *procs) start(p procSpec) (int, error) {
-	log, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	// The log lives in the work dir, which a tenant may own: opened
+	// without following links (openBeneath).
+	log, err := openBeneath(filepath.Dir(filepath.Dir(p.logFile)), filepath.Join("logs", filepath.Base(p.logFile)),
+		os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("create log file: %w", err)
 	}

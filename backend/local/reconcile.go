@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -216,8 +217,8 @@ func writeWorkdir(workdir, cert, key string) error {
 		}
 	}
 	for file, data := range map[string]string{"dask.crt": cert, "dask.pem": key} {
-		f, err := os.OpenFile(filepath.Join(workdir, ".certs", file), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if os.IsExist(err) {
+		f, err := openBeneath(workdir, filepath.Join(".certs", file), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, os.ErrExist) {
 			continue // a retried launch
 		}
 		if err != nil {

@@ -43,7 +43,9 @@ func userIsolation(cfg *config.Config, clustersDir string, log *slog.Logger) (*l
 	if err != nil {
 		return nil, fmt.Errorf("backend.isolation user: %w", err)
 	}
-	log.Info("cluster isolation: user (each user's OS account)", "uid_range", r, "clusters_directory", clustersDir)
+	accounts.UseExisting = cfg.Backend.UserExistingAccounts
+	log.Info("cluster isolation: user (each user's OS account)", "uid_range", r, "existing_accounts", accounts.UseExisting,
+		"clusters_directory", clustersDir)
 	return accounts, nil
 }
 

@@ -164,7 +164,11 @@ func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *p
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs, DialContext: testDial}
 	if o := cfg.Proxy.DashboardOrigin; o != "" {
 		u, _ := url.Parse(o) // Validate checked it
-		pc.DashboardHost, pc.DashboardGate, pc.DashboardHandOff = u.Host, api.DashboardGate, api.HandOffDashboard
+		host := u.Host
+		if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			host = u.Hostname() // what browsers send in Host for a default port
+		}
+		pc.DashboardHost, pc.DashboardGate, pc.DashboardHandOff = host, api.DashboardGate, api.HandOffDashboard
 	}
 	if cfg.Proxy.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)

@@ -1,3 +1,9 @@
+{{/* Where the keytab is: gateway.auth.kerberos.keytab, else where the
+chart mounts the Secret's key. */}}
+{{- define "dask-gateway.keytabPath" -}}
+{{- .Values.gateway.auth.kerberos.keytab | default "/etc/daskgate/keytab/dask_gateway.keytab" -}}
+{{- end -}}
+
 {{/* The cluster config from gateway.backend.*: every non-null value, as
 upstream's chart maps them onto KubeClusterConfig. */}}
 {{- define "dask-gateway.clusterConfig" -}}
@@ -48,7 +54,7 @@ the pod out (readiness fails at once: /api/health answers 503). */ -}}
 {{- $_ := set $cfg "log" (dict "level" (include "dask-gateway.loglevel" $g.loglevel) "format" "json") -}}
 {{- $auth := dict "type" $a.type -}}
 {{- if eq $a.type "kerberos" -}}
-{{- $_ := set $auth "keytab" ($a.kerberos.keytab | default "/etc/daskgate/keytab/dask_gateway.keytab") -}}
+{{- $_ := set $auth "keytab" (include "dask-gateway.keytabPath" .) -}}
 {{- $_ := set $auth "service_name" $a.kerberos.serviceName -}}
 {{- else if eq $a.type "jupyterhub" -}}
 {{- with $a.jupyterhub.apiUrl }}{{ $_ := set $auth "jupyterhub_api_url" . }}{{ end -}}
