@@ -132,7 +132,9 @@ func createGetListWait(t *testing.T, h *Harness) {
 		t.Fatalf("list: %v %v", l, err)
 	}
 	r := h.running(t, c.Name)
-	if r.SchedulerAddress == "" || r.DashboardAddress == "" {
+	// The addresses the proxy routes to, and the scheduler API that scale
+	// and adapt requests go to (the server forwards them there).
+	if r.SchedulerAddress == "" || r.DashboardAddress == "" || r.APIAddress == "" {
 		t.Errorf("running without addresses: %+v", r)
 	}
 	if h.Backend.Counts()[cluster.Running] < 1 {
