@@ -436,21 +436,38 @@ func oneOf(key, v string, allowed ...string) error {
 
 // validateOrigins checks dashboard_origin and api_origin: both or neither,
 // each scheme://host[:port] only, and different host names (browsers send
-// a host's cookies to all its ports).
+// a host's cookies to all its ports). It writes them back as browsers
+// spell origins: no trailing slash, no default port.
 func (p *Proxy) validateOrigins() error {
 	if p.DashboardOrigin == "" && p.APIOrigin == "" {
 		return nil
 	}
 	var hosts []string
-	for _, o := range []struct{ key, v string }{{"proxy.dashboard_origin", p.DashboardOrigin}, {"proxy.api_origin", p.APIOrigin}} {
-		u, err := url.Parse(o.v)
-		if o.v == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return fmt.Errorf("%s: %q must be an origin like https://dash.example.org (set both dashboard_origin and api_origin)", o.key, o.v)
+	for _, o := range []struct {
+		key string
+		v   *string
+	}{{"proxy.dashboard_origin", &p.DashboardOrigin}, {"proxy.api_origin", &p.APIOrigin}} {
+		u, err := url.Parse(*o.v)
+		if *o.v == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("%s: %q must be an origin like https://dash.example.org (set both dashboard_origin and api_origin)", o.key, *o.v)
 		}
+		host := u.Host
+		if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+			host = u.Hostname()
+		}
+		*o.v = u.Scheme + "://" + host
 		hosts = append(hosts, u.Hostname())
 	}
 	if strings.EqualFold(hosts[0], hosts[1]) {
 		return fmt.Errorf("proxy.dashboard_origin: host %s is the API's; dashboards need another host name (cookies are shared across ports)", hosts[0])
 	}
 	return nil
+}
+
+// DashboardHost is the Host header browsers send to dashboard_origin
+// (after Validate), "" when dashboards share the API's origin.
+func (p *Proxy) DashboardHost() string {
+	host, _ := strings.CutPrefix(p.DashboardOrigin, "http://")
+	host, _ = strings.CutPrefix(host, "https://")
+	return host
 }

@@ -164,3 +164,27 @@ func TestJupyterHubServiceLinks(t *testing.T) {
 		}
 	}
 }
+
+// Origins are kept as browsers spell them, so the Host the proxy compares
+// with is the one browsers send (no default port, no trailing slash).
+func TestDashboardOrigins(t *testing.T) {
+	for _, tt := range []struct{ dash, api, wantDash, wantHost, err string }{
+		{"https://dash.example.org:443/", "https://dask.example.org", "https://dash.example.org", "dash.example.org", ""},
+		{"http://dash.test:8000", "http://api.test:8000", "http://dash.test:8000", "dash.test:8000", ""},
+		{"http://dash.test:8000", "http://dash.test:9000", "", "", "another host name"},
+		{"https://dash.example.org/x", "https://dask.example.org", "", "", "must be an origin"},
+		{"https://dash.example.org", "", "", "", "proxy.api_origin"},
+	} {
+		p := Proxy{DashboardOrigin: tt.dash, APIOrigin: tt.api}
+		err := p.validateOrigins()
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s %s: %v, want %q", tt.dash, tt.api, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || p.DashboardOrigin != tt.wantDash || p.DashboardHost() != tt.wantHost {
+			t.Errorf("%s: %q %q %v", tt.dash, p.DashboardOrigin, p.DashboardHost(), err)
+		}
+	}
+}

@@ -69,17 +69,13 @@ type Config struct {
 	AuthorizeDashboard func(w http.ResponseWriter, r *http.Request, cluster string) bool
 	// DashboardHost, if set, is the host[:port] of a separate origin that
 	// serves dashboards and nothing else; the API's host then serves no
-	// dashboard, only hands browsers over (DashboardHandOff). Pages a
-	// cluster's owner controls never share the API's origin.
+	// dashboard: AuthorizeDashboard answers each (handing the browser
+	// over). Pages a cluster's owner controls never share the API's origin.
 	DashboardHost string
 	// DashboardGate decides each request on the dashboard origin (rest is
 	// the path below /clusters/<name>); false means it answered itself.
 	// Required with DashboardHost.
 	DashboardGate func(w http.ResponseWriter, r *http.Request, cluster, rest string) bool
-	// DashboardHandOff answers a dashboard request on the API's origin
-	// that AuthorizeDashboard let through: a redirect to the dashboard
-	// origin. Required with DashboardHost.
-	DashboardHandOff func(w http.ResponseWriter, r *http.Request, cluster string)
 	// SessionCookiePrefix names the gateway's session cookies; they are
 	// removed, with the Authorization header, from every request passed
 	// to a dashboard (the cluster owner's code). Empty means "daskgate-".
@@ -122,8 +118,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.API == nil || cfg.Routes == nil {
 		return nil, errors.New("proxy: API and Routes are required")
 	}
-	if cfg.DashboardHost != "" && (cfg.DashboardGate == nil || cfg.DashboardHandOff == nil) {
-		return nil, errors.New("proxy: DashboardHost needs DashboardGate and DashboardHandOff")
+	if cfg.DashboardHost != "" && (cfg.DashboardGate == nil || cfg.AuthorizeDashboard == nil) {
+		return nil, errors.New("proxy: DashboardHost needs DashboardGate and AuthorizeDashboard")
 	}
 	if cfg.Prefix != "" && (!strings.HasPrefix(cfg.Prefix, "/") || strings.HasSuffix(cfg.Prefix, "/")) {
 		return nil, errors.New("proxy: prefix must start with / and not end with /")
@@ -319,13 +315,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isDash {
 		if route, ok := p.cfg.Routes.Lookup(name); ok && route.Dashboard != "" {
-			if p.cfg.AuthorizeDashboard != nil {
-				if !p.cfg.AuthorizeDashboard(w, r, name) {
-					return
-				}
+			if p.cfg.AuthorizeDashboard != nil && !p.cfg.AuthorizeDashboard(w, r, name) {
+				return
 			}
-			if p.cfg.DashboardHost != "" {
-				p.cfg.DashboardHandOff(w, r, name)
+			if p.cfg.DashboardHost != "" { // never on the API's origin
+				writeError(w, http.StatusForbidden, "dashboards are served on their own origin")
 				return
 			}
 			p.serveDashboard(w, r, name, route.Dashboard, rest)

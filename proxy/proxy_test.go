@@ -261,7 +261,7 @@ func TestDashboardNeverSeesGatewayCredentials(t *testing.T) {
 
 // TestDashboardOrigin: on the dashboard host only dashboards are served
 // (after the gate), never the API; on the API's host a dashboard path is
-// handed over, never served.
+// answered by AuthorizeDashboard (a hand-over), never served.
 func TestDashboardOrigin(t *testing.T) {
 	var gated, handed []string
 	f := newFixture(t, "/pre", func(c *Config) {
@@ -270,9 +270,13 @@ func TestDashboardOrigin(t *testing.T) {
 			gated = append(gated, name+rest)
 			return name == "abc"
 		}
-		c.DashboardHandOff = func(w http.ResponseWriter, r *http.Request, name string) {
+		c.AuthorizeDashboard = func(w http.ResponseWriter, r *http.Request, name string) bool {
+			if name == "other" {
+				return true // a decision that forgot the hand-over
+			}
 			handed = append(handed, name)
 			http.Redirect(w, r, "http://dash.test"+r.URL.RequestURI(), http.StatusFound)
+			return false
 		}
 	})
 	dash := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "dash:"+r.URL.Path) }))
@@ -303,6 +307,9 @@ func TestDashboardOrigin(t *testing.T) {
 	}
 	if code, body := do("api.test", "/pre/clusters/abc/status"); code != 302 || strings.Contains(body, "dash:") {
 		t.Errorf("dashboard on the API's origin: %d %q", code, body)
+	}
+	if code, body := do("api.test", "/pre/clusters/other/status"); code != 403 || strings.Contains(body, "dash:") {
+		t.Errorf("a dashboard let through on the API's origin was served: %d %q", code, body)
 	}
 	if code, body := do("api.test", "/pre/api/v1/clusters/"); code != 200 || !strings.HasPrefix(body, "api:") {
 		t.Errorf("API: %d %q", code, body)

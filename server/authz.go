@@ -38,11 +38,12 @@ func (OwnerOnly) Authorize(_ context.Context, req cluster.AuthzRequest) (bool, s
 	return false, fmt.Sprintf("User %s lacks permissions to %s cluster %s", req.User.Name, verb, req.Cluster.Name), nil
 }
 
-// AuthorizeDashboard decides a dashboard request for the proxy and
-// answers the ones it refuses: a browser without a session is sent to
-// sign in at the hub when browser sign-in is configured (GET only);
-// anything else refused gets a JSON error. It reports whether the proxy
-// may serve the dashboard.
+// AuthorizeDashboard decides a dashboard request on the API's origin for
+// the proxy and answers the ones it does not let through: a browser
+// without a session is sent to sign in at the hub when browser sign-in is
+// configured (GET only); one allowed while dashboards live on an origin
+// of their own is handed over there (handOff); anything refused gets a
+// JSON error. It reports whether the proxy may serve the dashboard.
 func (s *Server) AuthorizeDashboard(w http.ResponseWriter, r *http.Request, name string) bool {
 	u := s.cfg.Sessions.Lookup(r)
 	if u == nil && r.Header.Get("Authorization") != "" {
@@ -53,8 +54,12 @@ func (s *Server) AuthorizeDashboard(w http.ResponseWriter, r *http.Request, name
 		return false
 	}
 	ok, code, msg := s.decideDashboard(r, u, name)
-	if !ok {
+	switch {
+	case !ok:
 		writeJSON(w, code, map[string]string{"error": msg})
+	case s.cfg.DashboardOrigins != nil:
+		s.handOff(w, r, name, u)
+		return false
 	}
 	return ok
 }

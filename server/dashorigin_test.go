@@ -40,7 +40,9 @@ func TestDashboardOriginHandOff(t *testing.T) {
 		r.AddCookie(c)
 	}
 	w = httptest.NewRecorder()
-	s.HandOffDashboard(w, r, name)
+	if s.AuthorizeDashboard(w, r, name) {
+		t.Fatal("a dashboard was let through on the API's origin")
+	}
 	loc, _ := url.Parse(w.Header().Get("Location"))
 	ticket := loc.Query().Get("t")
 	if w.Code != 302 || loc.Host != "dash.test" || loc.Path != "/p/clusters/"+name+"/_daskgate/ticket" || ticket == "" {
@@ -86,7 +88,7 @@ func TestDashboardOriginHandOff(t *testing.T) {
 		fr.AddCookie(ck)
 	}
 	w = httptest.NewRecorder()
-	s.HandOffDashboard(w, fr, name)
+	s.AuthorizeDashboard(w, fr, name)
 	if w.Code != http.StatusForbidden || w.Header().Get("Content-Security-Policy") != "frame-ancestors 'none'" {
 		t.Errorf("hand-off into a frame: %d %v", w.Code, w.Header())
 	}
@@ -94,7 +96,7 @@ func TestDashboardOriginHandOff(t *testing.T) {
 	br := httptest.NewRequest("GET", "http://api.test/p/clusters/"+name+"/status", nil)
 	br.SetBasicAuth("alice", "x")
 	w = httptest.NewRecorder()
-	s.HandOffDashboard(w, br, name)
+	s.AuthorizeDashboard(w, br, name)
 	if loc, _ := url.Parse(w.Header().Get("Location")); w.Code != 302 || loc.Query().Get("t") == "" {
 		t.Errorf("hand-off with Basic credentials: %d %v", w.Code, w.Header())
 	}

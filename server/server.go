@@ -56,7 +56,7 @@ type Config struct {
 	// <prefix>/oauth_callback finishes the sign-in.
 	Login Login
 	// DashboardOrigins, if set, serves dashboards on an origin of their
-	// own (see DashboardGate and HandOffDashboard); nil: the API's origin.
+	// own (see DashboardGate and handOff); nil: the API's origin.
 	DashboardOrigins *DashboardOrigins
 	// Prefix is the public URL prefix ("" or "/x/y"), for the sign-in's
 	// cookie path and the pages it returns to.

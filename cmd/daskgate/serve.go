@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -162,13 +161,8 @@ func newProxy(cfg *config.Config, log *slog.Logger, api *server.Server, table *p
 		HelloTimeout: time.Duration(cfg.Proxy.HelloTimeout), BodyTimeout: time.Duration(cfg.Proxy.BodyTimeout),
 		DialTimeout:    time.Duration(cfg.Proxy.DialTimeout),
 		TrustedProxies: cfg.Proxy.ProxyProtocol.TrustedCIDRs, DialContext: testDial}
-	if o := cfg.Proxy.DashboardOrigin; o != "" {
-		u, _ := url.Parse(o) // Validate checked it
-		host := u.Host
-		if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
-			host = u.Hostname() // what browsers send in Host for a default port
-		}
-		pc.DashboardHost, pc.DashboardGate, pc.DashboardHandOff = host, api.DashboardGate, api.HandOffDashboard
+	if host := cfg.Proxy.DashboardHost(); host != "" {
+		pc.DashboardHost, pc.DashboardGate = host, api.DashboardGate
 	}
 	if cfg.Proxy.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.Proxy.TLSCert, cfg.Proxy.TLSKey)
@@ -247,8 +241,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
 	sc.ClusterConfig, sc.Version, sc.Logger, sc.Registry = cfg.Cluster, apiVersion(), log, reg
 	if cfg.Proxy.DashboardOrigin != "" {
-		sc.DashboardOrigins = &server.DashboardOrigins{Dashboard: strings.TrimSuffix(cfg.Proxy.DashboardOrigin, "/"),
-			API: strings.TrimSuffix(cfg.Proxy.APIOrigin, "/")}
+		sc.DashboardOrigins = &server.DashboardOrigins{Dashboard: cfg.Proxy.DashboardOrigin, API: cfg.Proxy.APIOrigin}
 	}
 	if testDial != nil {
 		sc.Scheduler = &server.SchedulerClient{HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: testDial}}}
