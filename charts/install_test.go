@@ -88,7 +88,7 @@ func TestInstallRunAndUpgrade(t *testing.T) {
 	gw := runContainer(t, cl, ns, "api-"+full, "gateway", "DASKGATE_ADDRESS="+addr, "DASKGATE_TESTDIAL_MAP="+dialMap)
 	gw.waitReady(base, 60*time.Second)
 	runContainer(t, cl, ns, "controller-"+full, "controller")
-	venv := venvBin(t)
+	venv := kubetest.VenvBin(t, "..")
 	pr := &kubetest.PodRunner{Core: cl.Core, Namespace: ns, Venv: venv, APIURL: base + "/api", Dir: dir, MapFile: dialMap, Logf: t.Logf}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -208,15 +208,6 @@ func get(t *testing.T, url, user, password string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
-}
-
-// venvBin is the project's Python venv (make venv): the real client.
-func venvBin(t *testing.T) string {
-	dir, _ := filepath.Abs("../.venv/bin")
-	if _, err := os.Stat(filepath.Join(dir, "dask")); err != nil {
-		t.Fatalf("no Python venv with dask at %s (run `make venv`): %v", dir, err)
-	}
-	return dir
 }
 
 // python runs a client script with GATEWAY_URL set; its output is returned.

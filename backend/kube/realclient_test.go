@@ -25,7 +25,7 @@ import (
 // through the proxy's HTTP routes, reconnects with gateway.connect (another
 // user gets a 403, as upstream), and shuts it down.
 func TestRealClientOnKubernetes(t *testing.T) {
-	venv := venvBin(t)
+	venv := kubetest.VenvBin(t, "../..")
 	h := newHarness(t, nil)
 	h.startController("c")
 	pods := &kubetest.PodRunner{Core: h.admin.Core, Namespace: h.ns, Venv: venv, Dir: t.TempDir(), Logf: t.Logf}
@@ -109,15 +109,4 @@ gw.close()
 		l, err := h.admin.Core.CoreV1().Pods(h.ns).List(context.Background(), metav1.ListOptions{LabelSelector: kube.LabelCluster + "=" + hex})
 		return err == nil && len(l.Items) == 0
 	})
-}
-
-// venvBin is the project's Python venv, with the real dask-gateway client
-// and distributed. `make test` builds it before the Go tests; without it
-// the test fails (never a skip).
-func venvBin(t *testing.T) string {
-	dir, _ := filepath.Abs("../../.venv/bin")
-	if _, err := os.Stat(filepath.Join(dir, "dask")); err != nil {
-		t.Fatalf("no Python venv with dask at %s (run `make venv`): %v", dir, err)
-	}
-	return dir
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/daskgate/daskgate/backend/kube"
@@ -238,6 +239,19 @@ func (r *PodRunner) DumpLogs() {
 		b, _ := os.ReadFile(f)
 		r.Logf("%s:\n%s", filepath.Base(f), b)
 	}
+}
+
+// VenvBin is the bin directory of the project's Python venv (make venv),
+// with the real dask-gateway client and distributed; root is the path to
+// the repository's root from the test's package. Without it the test
+// fails, never skips.
+func VenvBin(t testing.TB, root string) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join(root, ".venv", "bin"))
+	if _, err := os.Stat(filepath.Join(dir, "dask")); err != nil {
+		t.Fatalf("no Python venv with dask at %s (run `make venv`): %v", dir, err)
+	}
+	return dir
 }
 
 func freePort() (string, error) {
