@@ -52,6 +52,9 @@ type JupyterHubConfig struct {
 	// OAuth signs browsers in through the hub (for dashboards); its zero
 	// value means no browser sign-in.
 	OAuth HubOAuth
+	// ServiceToken is the gateway's own service token, for the questions
+	// it asks the hub as itself (ServerRunning); empty means none.
+	ServiceToken cluster.Secret
 }
 
 // HubOAuth is the gateway's OAuth client registration in the hub.

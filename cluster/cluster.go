@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Status is the public cluster status shown by the API.
@@ -46,6 +47,17 @@ func (s Status) String() string {
 
 // MarshalJSON writes the upper-case name.
 func (s Status) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// UnmarshalJSON reads a name, as MarshalJSON writes it.
+func (s *Status) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	st, err := ParseStatus(name)
+	*s = st
+	return err
+}
 
 // Finished reports whether the cluster has reached STOPPED or FAILED.
 func (s Status) Finished() bool { return s == Stopped || s == Failed }
@@ -189,4 +201,23 @@ func SortByStart(cs []*Cluster) {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+}
+
+// Activity is what the gateway last saw of a running cluster's scheduler
+// (its dashboard's counts): the web page shows it, and the lifecycle
+// rules act on it.
+type Activity struct {
+	// Clients is how many clients are connected; -1 means unknown (the
+	// dashboard did not answer the last check).
+	Clients int
+	// Busy says tasks were processing or waiting at the last check.
+	Busy bool
+	// IdleSince is when the cluster was last seen busy, or first watched;
+	// zero while busy.
+	IdleSince time.Time
+	// LastClient is when a client was last seen connected, or when the
+	// gateway first watched the cluster.
+	LastClient time.Time
+	// Checked is when the scheduler last answered.
+	Checked time.Time
 }

@@ -37,6 +37,11 @@ type Config struct {
 	// MaxLifetime stops a cluster this long after it was created, whatever
 	// it is doing; 0 means never. (Not in upstream.)
 	MaxLifetime Duration `json:"max_lifetime"`
+	// LastClientTimeout stops a running cluster once no client has been
+	// connected to its scheduler for this long (counted from the last one
+	// seen, or from the gateway first watching it); 0 means never. (Not in
+	// upstream; checked by the gateway's lifecycle watcher.)
+	LastClientTimeout Duration `json:"last_client_timeout,omitempty"`
 	// Image is the container image for the Kubernetes backend; the local
 	// backend ignores it. Kept here so policies can set it on any backend.
 	Image string `json:"image"`
@@ -153,6 +158,7 @@ func (c Config) Validate() error {
 	check(c.AdaptivePeriod < 0, "adaptive_period must be >= 0, got %s", c.AdaptivePeriod)
 	check(c.IdleTimeout < 0, "idle_timeout must be >= 0, got %s", c.IdleTimeout)
 	check(c.MaxLifetime < 0, "max_lifetime must be >= 0, got %s", c.MaxLifetime)
+	check(c.LastClientTimeout < 0, "last_client_timeout must be >= 0, got %s", c.LastClientTimeout)
 	check(c.ClusterMaxWorkers != nil && *c.ClusterMaxWorkers < 0, "cluster_max_workers must be >= 0")
 	check(c.ClusterMaxCores != nil && *c.ClusterMaxCores < 0, "cluster_max_cores must be >= 0")
 	if m := c.ClusterMaxMemory; m != nil {

@@ -60,6 +60,9 @@ type Config struct {
 	Cluster cluster.Config `json:"cluster"`
 	Backend Backend        `json:"backend"`
 	Proxy   Proxy          `json:"proxy"`
+	// UI is the web page; Lifecycle the stops the gateway makes itself.
+	UI        UI        `json:"ui"`
+	Lifecycle Lifecycle `json:"lifecycle"`
 }
 
 // Log configures logging.
@@ -240,8 +243,10 @@ func Default() Config {
 				BackoffBaseDelay: dur(100 * time.Millisecond), BackoffMaxDelay: dur(300 * time.Second), StartTimeout: dur(5 * time.Minute),
 				CompletedClusterMaxAge: dur(24 * time.Hour), CleanupPeriod: dur(10 * time.Minute)}},
 		},
-		Proxy: Proxy{HelloTimeout: dur(10 * time.Second), BodyTimeout: dur(60 * time.Second), DialTimeout: dur(10 * time.Second)},
-		WASM:  WASM{Timeout: dur(100 * time.Millisecond), MemoryLimit: 64 << 20},
+		Proxy:     Proxy{HelloTimeout: dur(10 * time.Second), BodyTimeout: dur(60 * time.Second), DialTimeout: dur(10 * time.Second)},
+		WASM:      WASM{Timeout: dur(100 * time.Millisecond), MemoryLimit: 64 << 20},
+		UI:        UI{Enabled: true},
+		Lifecycle: Lifecycle{CheckPeriod: dur(15 * time.Second), HubServerGrace: dur(5 * time.Minute)},
 	}
 }
 
@@ -394,6 +399,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(c.Proxy.validateOrigins())
+	add(c.validateLifecycle())
 	for _, cidr := range c.Proxy.ProxyProtocol.TrustedCIDRs {
 		if _, err := netip.ParsePrefix(cidr); err != nil {
 			if _, err := netip.ParseAddr(cidr); err != nil {

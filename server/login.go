@@ -79,11 +79,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 // returnTo decodes the page a sign-in started from; only dashboard pages
-// under the prefix are returned to (no open redirect), else the prefix.
+// and the web page under the prefix are returned to (no open redirect),
+// else the prefix.
 func (s *Server) returnTo(encoded string) string {
 	b, err := base64.RawURLEncoding.DecodeString(encoded)
 	next := string(b)
-	if err != nil || !strings.HasPrefix(next, s.cfg.Prefix+"/clusters/") || strings.ContainsAny(next, "\\\r\n") {
+	page := strings.HasPrefix(next, s.cfg.Prefix+"/clusters/") || strings.HasPrefix(next, s.cfg.Prefix+"/ui/")
+	if err != nil || !page || strings.ContainsAny(next, "\\\r\n") || strings.Contains(next, "/../") {
 		return s.cfg.Prefix + "/"
 	}
 	return next

@@ -104,6 +104,8 @@ func TestSignInReturnsOnlyToDashboards(t *testing.T) {
 		"https://evil.example": "/p/",
 		"/p/api/v1/clusters/":  "/p/",
 		"/p/clusters/x\r\nX:1": "/p/",
+		"/p/ui/":               "/p/ui/",
+		"/p/ui/../api/v1/x":    "/p/",
 	} {
 		if got := s.returnTo(enc(next)); got != want {
 			t.Errorf("returnTo(%q) = %q, want %q", next, got, want)

@@ -27,6 +27,9 @@ func (s *Server) routes() *httprouter.Router {
 	r.Handler(http.MethodPost, "/api/v1/clusters/:name/heartbeat", s.handle("heartbeat", s.heartbeat))
 	r.Handler(http.MethodGet, "/oauth_callback", s.handle("oauth_callback", s.oauthCallback))
 	r.Handler(http.MethodGet, "/logout", s.handle("logout", s.logout))
+	if s.cfg.UI {
+		s.uiRoutes(r)
+	}
 	r.Handler(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	r.NotFound = s.handle("not_found", func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "Not Found")

@@ -81,6 +81,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Scheduler talks to schedulers' /api/comm; nil means defaults.
 	Scheduler *SchedulerClient
+	// UI serves the web page at /ui/ (see ui.go).
+	UI bool
+	// Activity reports what the lifecycle watcher last saw of a running
+	// cluster, for the page; nil means nothing is watched.
+	Activity func(name string) (cluster.Activity, bool)
 	// Health reports a degraded dependency (a policy reload that failed
 	// while the last good policy serves) in /api/health; nil means none.
 	Health func() error

@@ -177,6 +177,13 @@ func stopRunning(t *testing.T, h *Harness) {
 	h.stop(t, c.Name)
 	h.stop(t, c.Name) // again: nothing to do, no error
 	h.eventually(t, "STOPPED", func() bool { return h.status(t, c.Name) == cluster.Stopped })
+	// The reason a stop was asked for stays with the stopped cluster (the
+	// web page shows who or which rule stopped it).
+	if got, err := h.Backend.Get(context.Background(), c.Name); err != nil {
+		t.Error(err)
+	} else if got.Reason != "contract" {
+		t.Errorf("stopped cluster's reason %q, want the stop's", got.Reason)
+	}
 	h.stop(t, c.Name)
 	if st := h.status(t, c.Name); st != cluster.Stopped {
 		t.Fatalf("stopping a stopped cluster made it %v", st)

@@ -269,6 +269,9 @@ func (g *Gateway) toCluster(dc *DaskCluster) *cluster.Cluster {
 	} else if dc.Status.Reason != "" {
 		c.Reason = dc.Status.Reason + ": " + dc.Status.Message
 	}
+	if r := dc.Annotations[AnnotationStopReason]; r != "" && c.Reason == "" && (c.Status == cluster.Stopping || c.Status == cluster.Stopped) {
+		c.Reason = r
+	}
 	if t, err := time.Parse(time.RFC3339, dc.Status.CompletionTime); err == nil {
 		c.StopTime = t.UnixMilli()
 	}

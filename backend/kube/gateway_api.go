@@ -178,7 +178,8 @@ func (g *Gateway) Stop(ctx context.Context, name string, _ bool, reason string) 
 		return nil
 	}
 	g.log.Info("stopping cluster", "cluster", name, "reason", reason)
-	return g.patchSpec(ctx, name, map[string]any{"active": false})
+	return g.patch(ctx, name, map[string]any{"spec": map[string]any{"active": false},
+		"metadata": map[string]any{"annotations": map[string]string{AnnotationStopReason: reason}}})
 }
 
 // Heartbeat writes the requested worker count, clamped, to spec.replicas
@@ -200,8 +201,13 @@ func (g *Gateway) Heartbeat(ctx context.Context, name string, hb cluster.Heartbe
 }
 
 func (g *Gateway) patchSpec(ctx context.Context, name string, spec map[string]any) error {
+	return g.patch(ctx, name, map[string]any{"spec": spec})
+}
+
+// patch merge-patches the DaskCluster behind name.
+func (g *Gateway) patch(ctx context.Context, name string, patch map[string]any) error {
 	ns, hex, _ := SplitName(name)
-	body, err := json.Marshal(map[string]any{"spec": spec})
+	body, err := json.Marshal(patch)
 	if err != nil {
 		return err
 	}

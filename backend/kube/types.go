@@ -35,11 +35,14 @@ var GVR = schema.GroupVersionResource{Group: Group, Version: Version, Resource: 
 
 // Labels every object carries, and their fixed values.
 const (
-	LabelInstance  = "gateway.dask.org/instance"
-	LabelCluster   = "gateway.dask.org/cluster"
-	LabelComponent = "app.kubernetes.io/component"
-	LabelName      = "app.kubernetes.io/name"
-	LabelVersion   = "app.kubernetes.io/version"
+	LabelInstance = "gateway.dask.org/instance"
+	LabelCluster  = "gateway.dask.org/cluster"
+	// AnnotationStopReason records why the gateway stopped a cluster (a
+	// user, the web page, a lifecycle rule), shown with its status.
+	AnnotationStopReason = "gateway.dask.org/stop-reason"
+	LabelComponent       = "app.kubernetes.io/component"
+	LabelName            = "app.kubernetes.io/name"
+	LabelVersion         = "app.kubernetes.io/version"
 
 	ComponentScheduler   = "dask-scheduler"
 	ComponentWorker      = "dask-worker"

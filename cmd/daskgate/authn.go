@@ -11,6 +11,7 @@ import (
 
 	"github.com/daskgate/daskgate/auth"
 	"github.com/daskgate/daskgate/auth/kerberos"
+	"github.com/daskgate/daskgate/cluster"
 	"github.com/daskgate/daskgate/config"
 	"github.com/daskgate/daskgate/server"
 )
@@ -65,6 +66,7 @@ func newAuthenticator(c config.Auth, prefix string, log *slog.Logger) (auth.Auth
 	hub, err := auth.NewJupyterHub(auth.JupyterHubConfig{
 		APIURL: c.JupyterHubAPIURL, ServiceName: c.JupyterHubServiceName, UseServiceAccessScopes: scopes,
 		Client: &http.Client{Transport: tr, Timeout: timeout}, CacheTTL: time.Duration(c.CacheMaxAge), OAuth: oauth,
+		ServiceToken: cluster.Secret(c.JupyterHubAPIToken),
 	})
 	if err != nil || !login {
 		return hub, nil, err

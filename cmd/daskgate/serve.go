@@ -16,6 +16,7 @@ import (
 	"github.com/daskgate/daskgate/auth"
 	"github.com/daskgate/daskgate/backend/local"
 	"github.com/daskgate/daskgate/config"
+	"github.com/daskgate/daskgate/lifecycle"
 	"github.com/daskgate/daskgate/options"
 	"github.com/daskgate/daskgate/policy"
 	"github.com/daskgate/daskgate/proxy"
@@ -51,7 +52,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	table := proxy.NewTable()
-	srv, backend, closeBackend, err := build(ctx, cfg, log, table, apiURL, reg)
+	srv, backend, closeBackend, watcher, err := build(ctx, cfg, log, table, apiURL, reg)
 	if err != nil {
 		return err
 	}
@@ -63,6 +64,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := backend.Start(ctx); err != nil {
 		return err
 	}
+	go watcher.Run(ctx) // ends with ctx: no automatic stop during a shutdown
 	go func() { _ = px.Serve(lns.main) }()
 	if lns.tcp != nil {
 		go func() { _ = px.ServeTCP(lns.tcp) }()
@@ -203,39 +205,39 @@ type localRunner struct{ *local.Backend }
 
 func (l localRunner) Start(context.Context) error { l.Backend.Start(); return nil }
 
-func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, runner, func(), error) {
+func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *proxy.Table, apiURL string, reg *prometheus.Registry) (*server.Server, runner, func(), *lifecycle.Watcher, error) {
 	set, err := options.New(cfg.Options.Fields)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	sc, err := policies(ctx, cfg, log, reg, set)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	var srv *server.Server
 	var backend runner
 	closeBackend := func() {}
 	if cfg.Backend.Type == "kubernetes" {
 		if backend, err = newKubeBackend(cfg, log, table, apiURL); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 	} else {
 		db, err := openStore(cfg.DataDir, log)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		closeBackend = func() { db.Close() }
 		lb, err := newLocalBackend(cfg, log, db, table, apiURL, func(d time.Duration) { srv.ObserveClusterStart(d) })
 		if err != nil {
 			db.Close()
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		backend = localRunner{lb}
 	}
 	authn, login, err := newAuthenticator(cfg.Auth, cfg.Prefix, log)
 	if err != nil {
 		closeBackend()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	sc.Login, sc.Prefix, sc.BodyTimeout = login, cfg.Prefix, time.Duration(cfg.Proxy.BodyTimeout)
 	sc.Backend, sc.Auth, sc.Sessions = backend, authn, auth.NewSessions(auth.SessionsConfig{MaxAge: time.Duration(cfg.Auth.CacheMaxAge), Path: cfg.Prefix + "/"})
@@ -246,12 +248,30 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 	if testDial != nil {
 		sc.Scheduler = &server.SchedulerClient{HTTP: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: testDial}}}
 	}
+	watcher := newWatcher(cfg, log, backend, authn)
+	sc.UI, sc.Activity = cfg.UI.Enabled, watcher.Activity
 	srv, err = server.New(sc)
 	if err != nil {
 		closeBackend()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return srv, backend, closeBackend, nil
+	return srv, backend, closeBackend, watcher, nil
+}
+
+// newWatcher builds the lifecycle watcher: schedulers' client counts for
+// every cluster (the page, last_client_timeout) and, when configured, the
+// hub's servers.
+func newWatcher(cfg *config.Config, log *slog.Logger, backend runner, authn auth.Authenticator) *lifecycle.Watcher {
+	lc := lifecycle.Config{Clusters: backend, Period: time.Duration(cfg.Lifecycle.CheckPeriod), Logger: log,
+		HubGrace: time.Duration(cfg.Lifecycle.HubServerGrace)}
+	if testDial != nil {
+		lc.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: testDial}}
+	}
+	if hub, ok := authn.(lifecycle.Hub); ok && cfg.Lifecycle.StopWithHubServer {
+		lc.Hub = hub
+		log.Info("clusters follow their user's JupyterHub server", "grace", lc.HubGrace.String())
+	}
+	return lifecycle.New(lc)
 }
 
 func newLocalBackend(cfg *config.Config, log *slog.Logger, db *store.DB, table *proxy.Table, apiURL string, onRunning func(time.Duration)) (*local.Backend, error) {
