@@ -136,7 +136,8 @@ class JupyterHub:
     registered as the service `dask-gateway` at gateway_url, users' tokens granted
     access to it, and an admin service for the test to drive the hub's REST API."""
 
-    def __init__(self, dir, version):
+    def __init__(self, dir, version, gateway_roles=()):
+        self.gateway_roles = list(gateway_roles)
         self.dir = Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.version = version
@@ -163,6 +164,13 @@ c.JupyterHub.pid_file = "{self.dir}/hub.pid"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {{"root"}}
+# Servers are real jupyterhub-singleuser processes run as the hub's own
+# OS user, each in its own temp home.
+c.JupyterHub.spawner_class = "simple"
+c.Spawner.cmd = ["{VENV / f"hub-{self.version}" / "bin" / "jupyterhub-singleuser"}"]
+c.Spawner.args = ["--allow-root"]
+c.Spawner.default_url = "/tree"
+c.SimpleLocalProcessSpawner.home_dir_template = "{self.dir}/home/{{username}}"
 c.ConfigurableHTTPProxy.command = ["{CHP}"]
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
 c.ConfigurableHTTPProxy.auth_token = "{os.urandom(16).hex()}"
@@ -175,7 +183,8 @@ c.JupyterHub.services = [
 ]
 c.JupyterHub.load_roles = [
     {{"name": "user", "scopes": ["self", "access:services!service=dask-gateway"]}},
-    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens"], "services": ["test-admin"]}},
+    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens"], "services": ["test-admin"]}},
+    {{"name": "dask-gateway", "scopes": {self.gateway_roles!r}, "services": ["dask-gateway"]}},
     {{"name": "gateway-users", "scopes": ["access:services!service=dask-gateway"], "services": ["any-service"]}},
 ]
 """)
@@ -217,6 +226,30 @@ c.JupyterHub.load_roles = [
         if scopes is not None:
             body["scopes"] = scopes
         return self.api("POST", f"/users/{user}/tokens", body)
+
+    def start_server(self, user, timeout=60):
+        """Starts user's default server and waits until the hub says it is ready."""
+        try:
+            self.api("POST", f"/users/{user}/server")
+        except Exception as e:  # 202 Accepted reads fine; 400 means it is running already
+            if getattr(e, "code", None) != 400:
+                raise
+        self._wait_server(user, True, timeout)
+
+    def stop_server(self, user, timeout=60):
+        """Stops user's default server, as the culler does, and waits until it is gone."""
+        self.api("DELETE", f"/users/{user}/server")
+        self._wait_server(user, False, timeout)
+
+    def _wait_server(self, user, ready, timeout):
+        deadline = time.time() + timeout
+        while True:
+            servers = self.api("GET", f"/users/{user}")["servers"]
+            if bool(servers.get("", {}).get("ready")) == ready and (ready or "" not in servers):
+                return
+            assert time.time() < deadline, f"{user}'s server not {'ready' if ready else 'gone'} after {timeout}s:\n" + \
+                (self.dir / "hub.log").read_text()[-3000:]
+            time.sleep(0.3)
 
     def revoke(self, user, token_id):
         self.api("DELETE", f"/users/{user}/tokens/{token_id}")

@@ -26,6 +26,9 @@ const recentlyFinished = time.Hour
 // login, its static files, and a small JSON API of its own whose
 // state-changing routes need the token the page was served with.
 func (s *Server) uiRoutes(r *httprouter.Router) {
+	// The prefix itself (a hub's service link, a sign-in's fallback) is
+	// the page too.
+	r.Handler(http.MethodGet, "/", http.RedirectHandler(s.cfg.Prefix+"/ui/", http.StatusFound))
 	r.Handler(http.MethodGet, "/ui", http.RedirectHandler(s.cfg.Prefix+"/ui/", http.StatusFound))
 	r.Handler(http.MethodGet, "/ui/", s.handle("ui", s.uiPage))
 	r.Handler(http.MethodGet, "/ui/static/:file", ui.Static())

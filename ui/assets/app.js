@@ -89,7 +89,7 @@ function newRow(c) {
   const cells = {};
   const tr = el("tr", { "data-cluster": c.name });
   for (const k of ["name", "owner", "status", "workers", "cores", "memory", "age", "activity", "options", "actions"]) {
-    cells[k] = el("td", { class: ["workers", "cores", "memory", "age"].includes(k) ? "num" : k });
+    cells[k] = el("td", { class: ["workers", "cores", "memory", "age"].includes(k) ? "num" : `col-${k}` });
     tr.append(cells[k]);
   }
   cells.name.append(el("code", { title: c.name }, c.name.slice(-12)));
