@@ -179,6 +179,14 @@ func TestDaskhubInstall(t *testing.T) {
 	if !strings.Contains(strings.Join(got.Scopes["server"], " "), "access:servers!server") {
 		t.Errorf("the server role lost its defaults: %v", got.Scopes["server"])
 	}
+	// The web page is on by default: the hub lists the gateway among its
+	// services. With stopWithHubServer the gateway may see users' servers.
+	if got.Display == nil || !*got.Display {
+		t.Errorf("hub service dask-gateway display = %v, want true", got.Display)
+	}
+	if s := strings.Join(got.Scopes["dask-gateway-servers"], " "); s != "read:users:name read:servers" {
+		t.Errorf("the gateway's role for servers has scopes %q", s)
+	}
 }
 
 // hubConfig is what JupyterHub made of its config files.
@@ -186,6 +194,7 @@ type hubConfig struct {
 	Env          map[string]string   `json:"env"`
 	ServiceURL   string              `json:"service_url"`
 	ServiceToken string              `json:"service_token"`
+	Display      *bool               `json:"display"`
 	Scopes       map[string][]string `json:"scopes"`
 }
 
@@ -214,7 +223,8 @@ async def spawned_env():
     return spawner.get_env()
 env = {k: v for k, v in asyncio.run(spawned_env()).items() if k.startswith("DASK_GATEWAY__")}
 roles = {r["name"]: r.get("scopes", []) for r in cfg.JupyterHub.load_roles}
-json.dump({"env": env, "service_url": svc.get("url"), "service_token": svc.get("api_token"), "scopes": roles}, open(sys.argv[1], "w"))
+json.dump({"env": env, "service_url": svc.get("url"), "service_token": svc.get("api_token"), "display": svc.get("display"),
+           "scopes": roles}, open(sys.argv[1], "w"))
 `
 	result := filepath.Join(t.TempDir(), "hub.json")
 	etc := filepath.Join(hub.root, "usr/local/etc/jupyterhub")

@@ -27,6 +27,7 @@ upstream's chart maps them onto KubeClusterConfig. */}}
 {{- end -}}
 {{- if not (kindIs "invalid" $b.worker.threads) }}{{ $_ := set $c "worker_threads" $b.worker.threads }}{{ end -}}
 {{- if not (kindIs "invalid" $b.idleTimeout) }}{{ $_ := set $c "idle_timeout" $b.idleTimeout }}{{ end -}}
+{{- if not (kindIs "invalid" $b.lastClientTimeout) }}{{ $_ := set $c "last_client_timeout" $b.lastClientTimeout }}{{ end -}}
 {{- if not (kindIs "invalid" $b.clusterMaxWorkers) }}{{ $_ := set $c "cluster_max_workers" $b.clusterMaxWorkers }}{{ end -}}
 {{- if not (kindIs "invalid" $b.clusterMaxCores) }}{{ $_ := set $c "cluster_max_cores" $b.clusterMaxCores }}{{ end -}}
 {{- if not (kindIs "invalid" $b.clusterMaxMemory) }}{{ $_ := set $c "cluster_max_memory" $b.clusterMaxMemory }}{{ end -}}
@@ -70,6 +71,9 @@ the pod out (readiness fails at once: /api/health answers 503). */ -}}
 {{- end -}}
 {{- with $policies }}{{ $_ := set $cfg "policies" . }}{{ end -}}
 {{- with $g.clusterOptions }}{{ $_ := set $cfg "options" (dict "fields" .) }}{{ end -}}
+{{- $_ := set $cfg "ui" (dict "enabled" $g.ui.enabled) -}}
+{{- $l := $g.lifecycle -}}
+{{- $_ := set $cfg "lifecycle" (dict "check_period" $l.checkPeriod "stop_with_hub_server" $l.stopWithHubServer "hub_server_grace" $l.hubServerGrace) -}}
 {{- $_ := set $cfg "cluster" (include "dask-gateway.clusterConfig" . | fromYaml) -}}
 {{- $k := include "dask-gateway.kubernetesConfig" . | fromYaml -}}
 {{- $_ := set $k "controller" (dict "enabled" false) -}}
