@@ -35,6 +35,7 @@ var queries = map[string]string{
 	"options.errors": "data.daskgate.options.errors",
 	"authz.allow":    "data.daskgate.authz.allow",
 	"authz.reason":   "data.daskgate.authz.reason",
+	"authz.quota":    "data.daskgate.authz.quota",
 }
 
 // regoFiles lists the .rego files under paths, tests excluded, sorted.

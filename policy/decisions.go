@@ -102,6 +102,17 @@ func (e *Engine) Authorize(ctx context.Context, req cluster.AuthzRequest) (bool,
 	return false, reason, err
 }
 
+// Quota answers the optional rule data.daskgate.authz.quota for the web
+// page: the user's limits as an object (clusters, workers, cores, memory,
+// or any keys the policy likes), nil when the policy defines none. Its
+// input is the authorize input with action "quota" and the user's usage.
+func (e *Engine) Quota(ctx context.Context, u *cluster.User, usage cluster.Usage) (map[string]any, error) {
+	in := toValue(decision.AuthorizeInput(cluster.AuthzRequest{User: u, Action: "quota", Usage: usage}))
+	v, _, err := e.eval(ctx, "quota", "authz.quota", in)
+	m, _ := v.(map[string]any)
+	return m, err
+}
+
 // toValue converts the input once per decision, for every query it runs.
 func toValue(in map[string]any) ast.Value {
 	v, err := ast.InterfaceToValue(in)

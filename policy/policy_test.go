@@ -336,3 +336,20 @@ func TestHotReloadOfMountedConfigMap(t *testing.T) {
 		t.Fatalf("after the ConfigMap update: reason %q, err %v", r, e.Err())
 	}
 }
+
+func TestQuota(t *testing.T) {
+	e, _ := newEngine(t, map[string]string{"q.rego": `package daskgate.authz
+
+quota := {"clusters": 3, "cores": 8} if not input.user.admin
+
+allow if input.action == "list"
+`})
+	q, err := e.Quota(t.Context(), &cluster.User{Name: "a"}, cluster.Usage{Clusters: 1})
+	if err != nil || q["clusters"] == nil || len(q) != 2 {
+		t.Fatalf("quota = %v, %v", q, err)
+	}
+	// Undefined (here: for admins) is no quota, not an error.
+	if q, err := e.Quota(t.Context(), &cluster.User{Name: "root", Admin: true}, cluster.Usage{}); err != nil || q != nil {
+		t.Fatalf("admin quota = %v, %v", q, err)
+	}
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -118,12 +119,21 @@ type uiCluster struct {
 	CanStop     bool  `json:"can_stop"`
 }
 
+// QuotaReporter is implemented by authorizers that can say what a user's
+// limits are (the Rego engine's optional authz.quota rule); the page
+// shows them beside the usage.
+type QuotaReporter interface {
+	Quota(ctx context.Context, u *cluster.User, usage cluster.Usage) (map[string]any, error)
+}
+
 // uiState is everything the page shows, polled every few seconds.
 type uiState struct {
-	User     *cluster.User `json:"user"`
-	Usage    cluster.Usage `json:"usage"`
-	Clusters []uiCluster   `json:"clusters"`
-	Now      int64         `json:"now"`
+	User  *cluster.User `json:"user"`
+	Usage cluster.Usage `json:"usage"`
+	// Quota is the policy's limits for the user; nil when it has none.
+	Quota    map[string]any `json:"quota"`
+	Clusters []uiCluster    `json:"clusters"`
+	Now      int64          `json:"now"`
 }
 
 // uiState lists the clusters the user may view: active ones and those
@@ -142,6 +152,11 @@ func (s *Server) uiState(w http.ResponseWriter, r *http.Request, u *cluster.User
 		return err
 	}
 	st := uiState{User: u, Usage: usage, Clusters: []uiCluster{}, Now: now.UnixMilli()}
+	if q, ok := s.cfg.Authorizer.(QuotaReporter); ok {
+		if st.Quota, err = q.Quota(r.Context(), u, usage); err != nil {
+			s.log.WarnContext(r.Context(), "quota for the web page", "user", u.Name, "err", err) // the page shows usage alone
+		}
+	}
 	for _, c := range cs {
 		if s.authorize(r.Context(), u, cluster.ActionView, c, http.StatusForbidden) != nil {
 			continue

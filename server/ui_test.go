@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daskgate/daskgate/auth"
 	"github.com/daskgate/daskgate/cluster"
 )
 
@@ -188,4 +190,51 @@ func TestUIState(t *testing.T) {
 	if o := byName[old]; o.Reason == "" || o.Workers != 0 {
 		t.Fatalf("finished cluster %+v", o)
 	}
+}
+
+// sharing lets admins view and stop every cluster and states a quota.
+type sharing struct{ OwnerOnly }
+
+func (s sharing) Authorize(ctx context.Context, req cluster.AuthzRequest) (bool, string, error) {
+	if req.User.Admin && req.Action != cluster.ActionScale {
+		return true, "", nil
+	}
+	return s.OwnerOnly.Authorize(ctx, req)
+}
+
+func (sharing) Quota(_ context.Context, u *cluster.User, usage cluster.Usage) (map[string]any, error) {
+	return map[string]any{"clusters": 2, "seen_usage": usage.Clusters}, nil
+}
+
+func TestUIStateFollowsPolicy(t *testing.T) {
+	a := newAPI(t, func(c *Config) {
+		c.UI, c.Authorizer = true, sharing{}
+		c.Auth = adminAuth{}
+	})
+	theirs := a.create("bob")
+	code, body := uiDo(t, a, "GET", "/ui/api/state", "root", "", "")
+	var st uiState
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("state = %d %s", code, body)
+	}
+	if len(st.Clusters) != 1 || st.Clusters[0].Name != theirs || st.Clusters[0].Owner != "bob" ||
+		!st.Clusters[0].CanStop || st.Clusters[0].CanScale {
+		t.Fatalf("the admin's view: %+v", st.Clusters)
+	}
+	if st.Quota["clusters"] != float64(2) || st.Quota["seen_usage"] != float64(0) {
+		t.Fatalf("quota %v", st.Quota)
+	}
+}
+
+// adminAuth is Basic auth where "root" is an admin.
+type adminAuth struct{}
+
+func (adminAuth) Scheme() string { return "Basic" }
+
+func (adminAuth) Authenticate(r *http.Request) (*cluster.User, error) {
+	u, err := auth.NewSimple("").Authenticate(r)
+	if err == nil {
+		u.Admin = u.Name == "root"
+	}
+	return u, err
 }

@@ -128,9 +128,16 @@ function updateRow(row, c, now, me) {
 function render(state) {
   const now = state.now;
   const u = state.usage;
-  document.getElementById("usage").textContent =
-    `${u.clusters} active cluster${u.clusters === 1 ? "" : "s"}, ${u.workers} worker${u.workers === 1 ? "" : "s"}, ` +
-    `${u.cores} cores, ${bytes(u.memory)} memory`;
+  const q = state.quota || {};
+  // "3 of 16 cores" where the policy states a quota (authz.quota), else "3 cores".
+  const part = (used, key, label, fmt = String) =>
+    `${fmt(used)}${key in q ? ` of ${typeof q[key] === "number" ? fmt(q[key]) : q[key]}` : ""} ${label}`;
+  const parts = [part(u.clusters, "clusters", "active clusters"), part(u.workers, "workers", "workers"),
+    part(u.cores, "cores", "cores"), part(u.memory, "memory", "memory", bytes)];
+  for (const [k, v] of Object.entries(q)) {
+    if (!["clusters", "workers", "cores", "memory"].includes(k)) parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  }
+  document.getElementById("usage").textContent = parts.join(", ");
   const tbody = document.querySelector("#clusters tbody");
   const seen = new Set();
   for (const c of state.clusters) {

@@ -7,6 +7,9 @@ max_clusters := 2
 
 max_cores := 16
 
+# What the web page shows beside the user's usage.
+quota := {"clusters": max_clusters, "cores": max_cores}
+
 default allow := false
 
 allow if {

@@ -15,3 +15,7 @@ test_cores_cap if {
 	not authz.allow with input as {"action": "create", "user": {"name": "a"}, "request": req, "usage": {"clusters": 1, "cores": 16}}
 	options.config.cluster_max_cores == 8 with input as {"options": {}}
 }
+
+test_quota_for_the_page if {
+	authz.quota == {"clusters": 2, "cores": 16} with input as {"action": "quota", "user": {"name": "a"}, "usage": {"clusters": 1}}
+}
