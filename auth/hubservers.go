@@ -39,7 +39,9 @@ func (j *JupyterHub) ServerRunning(ctx context.Context, user string) (bool, erro
 	case err != nil:
 		return false, fmt.Errorf("ask the hub about %s's servers: %w", user, err)
 	case resp.StatusCode == http.StatusNotFound:
-		return false, nil
+		// The hub says 404 both for an unknown user and for one the
+		// token's scopes do not cover: never read it as "no server".
+		return false, fmt.Errorf("the hub does not show user %s (unknown, or the gateway's read:users:name/read:servers grant does not cover them)", user)
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
 		return false, fmt.Errorf("the hub refused to show %s (%s): grant the gateway's service read:users:name and read:servers", user, resp.Status)
 	case resp.StatusCode != http.StatusOK:

@@ -157,9 +157,12 @@ def test_page_in_a_browser(hub, tmp_path):
             # The Python snippet connects the real client to the cluster.
             r.locator("button.connect").click()
             snippet = alice.inner_text("#snippet")
-            assert f'gateway.connect("{name}")' in snippet and 'auth="jupyterhub"' in snippet
+            assert f'gateway.connect("{name}")' in snippet and "gateway = Gateway()" in snippet
+            assert f'Gateway("{hub.url}{PREFIX}", proxy_address=..., auth="jupyterhub")' in snippet
             script = snippet + "\nprint(client.submit(lambda: 41 + 1).result())\nclient.close()\n"
+            # Run where it is meant to run: a notebook's environment, as daskhub sets it.
             env = {**os.environ, "JUPYTERHUB_API_TOKEN": hub.token("alice")["token"],
+                   "DASK_GATEWAY__ADDRESS": f"{hub.url}{PREFIX}", "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
                    "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{hub.gateway.port}"}
             out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
             assert out.returncode == 0 and out.stdout.strip().endswith("42"), out.stderr[-2000:]

@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,9 +43,14 @@ type Config struct {
 	Clusters Clusters
 	// Period is the time between checks; zero means 15 s.
 	Period time.Duration
-	// Client fetches the schedulers' dashboards (json/counts.json); nil
-	// means a client with a 5 s timeout.
-	Client *http.Client
+	// Dial reaches the schedulers' dashboards (json/counts.json), as the
+	// proxy does; nil means a plain dialer. Requests have a 5 s timeout,
+	// never use an HTTP proxy and never follow a redirect (the address and
+	// the reply are the tenant's).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ObserveAll checks every running cluster (the web page shows their
+	// activity); false checks only those with a last_client_timeout.
+	ObserveAll bool
 	// Hub, if set, stops every active cluster of a user who has had no
 	// running hub server for HubGrace (zero means 5 minutes).
 	Hub      Hub
@@ -59,7 +65,8 @@ type Config struct {
 
 // Watcher checks active clusters every Period.
 type Watcher struct {
-	cfg Config
+	cfg    Config
+	client *http.Client
 
 	mu      sync.Mutex
 	seen    map[string]*cluster.Activity // running clusters, by name
@@ -71,9 +78,6 @@ type Watcher struct {
 func New(cfg Config) *Watcher {
 	if cfg.Period <= 0 {
 		cfg.Period = 15 * time.Second
-	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 5 * time.Second}
 	}
 	if cfg.HubGrace <= 0 {
 		cfg.HubGrace = 5 * time.Minute
@@ -87,7 +91,10 @@ func New(cfg Config) *Watcher {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Watcher{cfg: cfg, seen: map[string]*cluster.Activity{}, hubGone: map[string]time.Time{}, asked: map[string]bool{}}
+	client := &http.Client{Timeout: 5 * time.Second,
+		Transport:     &http.Transport{Proxy: nil, DialContext: cfg.Dial, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Watcher{cfg: cfg, client: client, seen: map[string]*cluster.Activity{}, hubGone: map[string]time.Time{}, asked: map[string]bool{}}
 }
 
 // Run checks every Period until ctx ends.
@@ -143,14 +150,14 @@ func (w *Watcher) observe(ctx context.Context, active []*cluster.Cluster) {
 	}
 	var running []*cluster.Cluster
 	for _, c := range active {
-		if c.Status == cluster.Running && c.DashboardAddress != "" {
+		if c.Status == cluster.Running && c.DashboardAddress != "" && (w.cfg.ObserveAll || c.Config.LastClientTimeout > 0) {
 			running = append(running, c)
 		}
 	}
 	results := make([]result, len(running))
 	w.parallel(len(running), func(i int) {
 		c := running[i]
-		cs, err := fetchCounts(ctx, w.cfg.Client, c.DashboardAddress)
+		cs, err := fetchCounts(ctx, w.client, c.DashboardAddress)
 		results[i] = result{c.Name, cs, err}
 	})
 	w.mu.Lock()

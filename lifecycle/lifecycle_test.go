@@ -83,7 +83,7 @@ type clock struct{ t time.Time }
 func (c *clock) now() time.Time { return c.t }
 
 func newWatcher(t *testing.T, f *fakeClusters, hub Hub, c *clock) *Watcher {
-	return New(Config{Clusters: f, Hub: hub, HubGrace: time.Minute, Now: c.now,
+	return New(Config{Clusters: f, Hub: hub, HubGrace: time.Minute, Now: c.now, ObserveAll: true,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 }
 
@@ -258,4 +258,32 @@ func FuzzParseCounts(f *testing.F) {
 			t.Fatalf("accepted negative counts: %+v", c)
 		}
 	})
+}
+
+// The scheduler's address and reply are the tenant's: the watcher never
+// follows a redirect, and without the page it checks only clusters that
+// have a last-client rule.
+func TestWatcherAsksOnlyWhatItNeeds(t *testing.T) {
+	var hits atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, `{"clients": 1}`)
+	}))
+	t.Cleanup(target.Close)
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL+"/json/counts.json", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	var clients, processing atomic.Int64
+	clients.Store(1)
+	f := &fakeClusters{cs: []*cluster.Cluster{
+		running("redirects", "eve", redirect.URL, time.Minute),
+		running("norule", "eve", dashboard(t, &clients, &processing), 0),
+	}}
+	w := New(Config{Clusters: f, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	w.Check(t.Context())
+	if a, ok := w.Activity("redirects"); !ok || a.Clients != -1 || hits.Load() != 0 {
+		t.Fatalf("redirect followed: %+v, %d hits", a, hits.Load())
+	}
+	if _, ok := w.Activity("norule"); ok {
+		t.Fatal("checked a cluster without a rule while the page is off")
+	}
 }

@@ -50,7 +50,7 @@ func (s *Server) AuthorizeDashboard(w http.ResponseWriter, r *http.Request, name
 		u, _ = s.cfg.Auth.Authenticate(r)
 	}
 	if u == nil && s.cfg.Login != nil && r.Method == http.MethodGet {
-		s.startLogin(w, r)
+		s.startLogin(w, r, r.URL.RequestURI()) // the proxy's request: the public path
 		return false
 	}
 	ok, code, msg := s.decideDashboard(r, u, name)

@@ -190,12 +190,19 @@ func (s *Server) usage(ctx context.Context, user string) (cluster.Usage, error) 
 	})
 	var u cluster.Usage
 	for _, c := range cs {
+		cores, memory := footprint(c)
 		u.Clusters++
 		u.Workers += c.Workers
-		u.Cores += c.Config.SchedulerCores + float64(c.Workers)*c.Config.WorkerCores
-		u.Memory += int64(c.Config.SchedulerMemory) + int64(c.Workers)*int64(c.Config.WorkerMemory)
+		u.Cores += cores
+		u.Memory += memory
 	}
 	return u, err
+}
+
+// footprint is what a cluster holds: its scheduler and its workers.
+func footprint(c *cluster.Cluster) (cores float64, memory int64) {
+	return c.Config.SchedulerCores + float64(c.Workers)*c.Config.WorkerCores,
+		int64(c.Config.SchedulerMemory) + int64(c.Workers)*int64(c.Config.WorkerMemory)
 }
 
 // userLocks serialises one user's creates. A user's lock lives only while

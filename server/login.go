@@ -25,12 +25,13 @@ type Login interface {
 // the session prefix, so dashboards never see it.
 const loginCookie = auth.CookiePrefix + "login"
 
-// startLogin sends a browser to sign in, remembering where it was going.
-func (s *Server) startLogin(w http.ResponseWriter, r *http.Request) {
+// startLogin sends a browser to sign in, remembering where it was going:
+// returnTo, a public path (with the prefix).
+func (s *Server) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	state := base64.RawURLEncoding.EncodeToString(b)
-	next := base64.RawURLEncoding.EncodeToString([]byte(r.URL.RequestURI()))
+	next := base64.RawURLEncoding.EncodeToString([]byte(returnTo))
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: state + "." + next, Path: s.cfg.Prefix + "/",
 		MaxAge: 600, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, s.cfg.Login.LoginURL(state), http.StatusFound)

@@ -115,13 +115,13 @@ func (f *fakeBackend) set(name string, mod func(*cluster.Cluster)) {
 }
 
 type apiFixture struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	be     *fakeBackend
 	server *Server
 }
 
-func newAPI(t *testing.T, mod func(*Config)) *apiFixture {
+func newAPI(t testing.TB, mod func(*Config)) *apiFixture {
 	t.Helper()
 	set, err := options.New([]options.Field{{Field: "worker_cores", Type: options.Int, Default: json.RawMessage("1"), Max: options.Num("4")}})
 	if err != nil {

@@ -44,16 +44,14 @@ func (s *Server) uiRoutes(r *httprouter.Router) {
 // answers the API's challenge (Basic: the browser asks for a password;
 // Negotiate: it uses its Kerberos ticket).
 func (s *Server) uiPage(w http.ResponseWriter, r *http.Request) error {
-	u := s.cfg.Sessions.Lookup(r)
-	if u == nil && s.cfg.Login != nil {
-		s.startLogin(w, r)
+	_, _, explicit := auth.SplitAuthorization(r)
+	if !explicit && s.cfg.Login != nil && s.cfg.Sessions.Lookup(r) == nil {
+		s.startLogin(w, r, s.cfg.Prefix+r.URL.RequestURI()) // the API sees the path without the prefix
 		return nil
 	}
-	if u == nil {
-		var err error
-		if u, err = s.authenticate(w, r); err != nil {
-			return err
-		}
+	u, err := s.authenticate(w, r) // as the API does: explicit credentials, else the session
+	if err != nil {
+		return err
 	}
 	return ui.Page(w, ui.PageData{User: u.Name, Admin: u.Admin, CSRF: s.csrfToken(u), Scheme: s.cfg.Auth.Scheme(),
 		Version: s.cfg.Version, Logout: s.cfg.Login != nil})
@@ -169,10 +167,9 @@ func (s *Server) uiState(w http.ResponseWriter, r *http.Request, u *cluster.User
 }
 
 func (s *Server) uiClusterOf(r *http.Request, u *cluster.User, c *cluster.Cluster) uiCluster {
+	cores, memory := footprint(c)
 	out := uiCluster{Name: c.Name, Owner: c.Username, Status: c.Status, Workers: c.Workers, StartTime: c.StartTime,
-		StopTime: c.StopTime, Options: c.Options, Reason: c.Reason,
-		Cores:       c.Config.SchedulerCores + float64(c.Workers)*c.Config.WorkerCores,
-		Memory:      int64(c.Config.SchedulerMemory) + int64(c.Workers)*int64(c.Config.WorkerMemory),
+		StopTime: c.StopTime, Options: c.Options, Reason: c.Reason, Cores: cores, Memory: memory,
 		StopsAfter:  int64(time.Duration(c.Config.LastClientTimeout).Seconds()),
 		IdleTimeout: int64(time.Duration(c.Config.IdleTimeout).Seconds())}
 	if len(out.Options) == 0 {

@@ -71,6 +71,10 @@ func TestUIPageNeedsLogin(t *testing.T) {
 	if resp.StatusCode != 302 || !strings.HasPrefix(resp.Header.Get("Location"), "/hub/api/oauth2/authorize") {
 		t.Fatalf("page without session = %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// The sign-in comes back to the page, under the prefix.
+	if c := resp.Header.Get("Set-Cookie"); !strings.Contains(c, "."+base64URL("/p/ui/")) {
+		t.Fatalf("login cookie %q does not return to /p/ui/", c)
+	}
 }
 
 func TestUIOff(t *testing.T) {

@@ -263,10 +263,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger, table *pro
 // hub's servers.
 func newWatcher(cfg *config.Config, log *slog.Logger, backend runner, authn auth.Authenticator) *lifecycle.Watcher {
 	lc := lifecycle.Config{Clusters: backend, Period: time.Duration(cfg.Lifecycle.CheckPeriod), Logger: log,
-		HubGrace: time.Duration(cfg.Lifecycle.HubServerGrace)}
-	if testDial != nil {
-		lc.Client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: testDial}}
-	}
+		HubGrace: time.Duration(cfg.Lifecycle.HubServerGrace), Dial: testDial, ObserveAll: cfg.UI.Enabled}
 	if hub, ok := authn.(lifecycle.Hub); ok && cfg.Lifecycle.StopWithHubServer {
 		lc.Hub = hub
 		log.Info("clusters follow their user's JupyterHub server", "grace", lc.HubGrace.String())

@@ -35,8 +35,14 @@ async function api(method, path, body) {
   }
   const resp = await fetch(path, init);
   if (resp.status === 401) {
-    location.reload();
-    throw new Error("signed out");
+    // Once per half minute at most: a login that keeps failing shows why
+    // instead of reloading forever.
+    const last = Number(sessionStorage.getItem("daskgate-reload") || 0);
+    if (Date.now() - last > 30000) {
+      sessionStorage.setItem("daskgate-reload", String(Date.now()));
+      location.reload();
+    }
+    throw new Error("signed out: reload the page to sign in again");
   }
   const text = await resp.text();
   const data = text ? JSON.parse(text) : {};
@@ -140,12 +146,14 @@ function render(state) {
   document.getElementById("usage").textContent = parts.join(", ");
   const tbody = document.querySelector("#clusters tbody");
   const seen = new Set();
-  for (const c of state.clusters) {
+  state.clusters.forEach((c, i) => {
     seen.add(c.name);
     const row = rows.get(c.name) || newRow(c);
     updateRow(row, c, now, state.user.name);
-    tbody.append(row.tr); // keeps the server's order (oldest first)
-  }
+    // The server's order (oldest first); a row is moved only when out of
+    // place, so an input in it keeps its focus.
+    if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
+  });
   for (const [name, row] of rows) {
     if (!seen.has(name)) { row.tr.remove(); rows.delete(name); }
   }
@@ -232,9 +240,15 @@ function formValues() {
   return out;
 }
 
+// gatewayLine makes the client's Gateway. Beside JupyterHub, notebooks
+// have the gateway's addresses in their environment (DASK_GATEWAY__*, as
+// daskhub sets them), including the proxy address the page cannot know.
 function gatewayLine() {
   const address = location.origin + location.pathname.replace(/\/ui\/?$/, "");
-  const authArg = { Basic: "basic", jupyterhub: "jupyterhub", Negotiate: "kerberos" }[scheme];
+  if (scheme === "jupyterhub") {
+    return `gateway = Gateway()  # in this hub's notebooks; elsewhere: Gateway(${JSON.stringify(address)}, proxy_address=..., auth="jupyterhub")`;
+  }
+  const authArg = { Basic: "basic", Negotiate: "kerberos" }[scheme];
   return `gateway = Gateway(${JSON.stringify(address)}${authArg ? `, auth=${JSON.stringify(authArg)}` : ""})`;
 }
 
@@ -298,7 +312,13 @@ document.addEventListener("DOMContentLoaded", () => {
       say("Copied");
     } catch (e) { say("Select the text and copy it", true); }
   });
-  document.querySelector("#clusters tbody").addEventListener("input", (e) => { if (e.target.type === "number") e.target.dataset.dirty = "1"; });
+  // A worker count being edited is not overwritten by the next poll; an
+  // edit left alone for ten seconds gives way to the real count again.
+  const tbody = document.querySelector("#clusters tbody");
+  tbody.addEventListener("input", (e) => { if (e.target.type === "number") e.target.dataset.dirty = "1"; });
+  tbody.addEventListener("focusout", (e) => {
+    if (e.target.type === "number") setTimeout(() => { if (document.activeElement !== e.target) delete e.target.dataset.dirty; }, 10000);
+  });
   loadForm();
   poll();
 });
