@@ -136,10 +136,14 @@ function render(state) {
   const u = state.usage;
   const q = state.quota || {};
   // "3 of 16 cores" where the policy states a quota (authz.quota), else "3 cores".
-  const part = (used, key, label, fmt = String) =>
-    `${fmt(used)}${key in q ? ` of ${typeof q[key] === "number" ? fmt(q[key]) : q[key]}` : ""} ${label}`;
-  const parts = [part(u.clusters, "clusters", "active clusters"), part(u.workers, "workers", "workers"),
-    part(u.cores, "cores", "cores"), part(u.memory, "memory", "memory", bytes)];
+  const part = (used, key, one, many, fmt = String) => {
+    const limit = key in q ? q[key] : undefined;
+    const label = (limit === undefined ? used : limit) === 1 ? one : many;
+    return `${fmt(used)}${limit === undefined ? "" : ` of ${typeof limit === "number" ? fmt(limit) : limit}`} ${label}`;
+  };
+  const parts = [part(u.clusters, "clusters", "active cluster", "active clusters"),
+    part(u.workers, "workers", "worker", "workers"), part(u.cores, "cores", "core", "cores"),
+    part(u.memory, "memory", "memory", "memory", bytes)];
   for (const [k, v] of Object.entries(q)) {
     if (!["clusters", "workers", "cores", "memory"].includes(k)) parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
   }
@@ -246,7 +250,8 @@ function formValues() {
 function gatewayLine() {
   const address = location.origin + location.pathname.replace(/\/ui\/?$/, "");
   if (scheme === "jupyterhub") {
-    return `gateway = Gateway()  # in this hub's notebooks; elsewhere: Gateway(${JSON.stringify(address)}, proxy_address=..., auth="jupyterhub")`;
+    return `# in this hub's notebooks; elsewhere: Gateway(${JSON.stringify(address)}, proxy_address=..., auth="jupyterhub")\n` +
+      "gateway = Gateway()";
   }
   const authArg = { Basic: "basic", Negotiate: "kerberos" }[scheme];
   return `gateway = Gateway(${JSON.stringify(address)}${authArg ? `, auth=${JSON.stringify(authArg)}` : ""})`;
