@@ -101,8 +101,9 @@ def test_cluster_stops_when_its_notebook_server_stops(hub):
     assert "stopping cluster automatically" in log and name in log
 
 
-def sign_in(page, url, user):
-    page.goto(url)
+def sign_in(page, url, user, start=None):
+    """Opens start (default: url), signs in at the hub's form, lands on url."""
+    page.goto(start or url)
     page.fill("#username_input", user)
     page.fill("#password_input", "any")
     page.click("#login_submit")
@@ -126,8 +127,8 @@ def test_page_in_a_browser(hub, tmp_path):
             alice = browser.new_context(viewport={"width": 1280, "height": 820}).new_page()
             errors = []
             alice.on("pageerror", lambda e: errors.append(str(e)))
-            # Signed out, the page sends the browser to the hub's login and back.
-            sign_in(alice, url, "alice")
+            # From the hub's service link (the prefix), signed out: the hub's login, then the page.
+            sign_in(alice, url, "alice", start=f"{hub.url}{PREFIX}/")
             alice.wait_for_selector("#opt-worker_cores")
             assert alice.inner_text("#user") == "alice"
 
