@@ -90,16 +90,7 @@ func TestInstallRunAndUpgrade(t *testing.T) {
 	runContainer(t, cl, ns, "controller-"+full, "controller")
 	venv := kubetest.VenvBin(t, "..")
 	pr := &kubetest.PodRunner{Core: cl.Core, Namespace: ns, Venv: venv, APIURL: base + "/api", Dir: dir, MapFile: dialMap, Logf: t.Logf}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); pr.Run(rctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if err := pr.StopAll(); err != nil {
-			t.Error(err)
-		}
-	})
+	pr.Start(ctx, t)
 
 	out := python(t, venv, base+"/services/dask-gateway", `
 import os, time

@@ -115,6 +115,17 @@ def no_gc_during_test():
     gc.collect()
 
 
+def hub_client(hub, token, prefix="/services/dask-gateway"):
+    """The client as a notebook in the hub has it: API through the hub's proxy
+    under the gateway's prefix, scheduler TLS through the gateway's own port
+    (hub.gateway, set by the module's fixture)."""
+    from dask_gateway import Gateway
+    from dask_gateway.auth import JupyterHubAuth
+
+    return Gateway(f"{hub.url}{prefix}", proxy_address=f"gateway://127.0.0.1:{hub.gateway.port}",
+                   auth=JupyterHubAuth(api_token=token))
+
+
 def one_worker(cluster):
     """Scale to one worker, wait for it, and return (client, worker info)."""
     cluster.scale(1)

@@ -5,10 +5,9 @@ reaches the gateway through the hub's proxy under /services/dask-gateway."""
 import time
 
 import pytest
-from dask_gateway import Gateway
-from dask_gateway.auth import JupyterHubAuth
 
 from conftest import Gateway as Daskgate
+from conftest import hub_client
 from conftest import one_worker
 from realtools import HUB_VERSIONS, JupyterHub
 
@@ -52,33 +51,26 @@ def hub(request, tmp_path_factory):
         hub.stop()
 
 
-def connect(hub, token):
-    """The client as a notebook in the hub has it: API through the hub's proxy,
-    scheduler TLS through the gateway's own port."""
-    return Gateway(f"{hub.url}{PREFIX}", proxy_address=f"gateway://127.0.0.1:{hub.gateway.port}",
-                   auth=JupyterHubAuth(api_token=token))
-
-
 def test_user_token_through_the_hub_proxy(hub):
     alice_token = hub.token("alice")["token"]
     bob_token = hub.token("bob")["token"]
-    with connect(hub, bob_token) as bob:
+    with hub_client(hub, bob_token) as bob:
         assert list(bob.cluster_options()) == ["worker_cores"]
-    with connect(hub, alice_token) as alice:
+    with hub_client(hub, alice_token) as alice:
         assert list(alice.cluster_options()) == ["worker_cores", "big"]  # hub group → policy
         with alice.new_cluster() as cluster:
             assert cluster.name in [c.name for c in alice.list_clusters()]
             client, _ = one_worker(cluster)
             assert client.submit(lambda x: x + 1, 1).result() == 2
             client.close()
-            with connect(hub, bob_token) as bob:
+            with hub_client(hub, bob_token) as bob:
                 assert bob.list_clusters() == []
                 with pytest.raises(Exception, match="lacks permissions|not found|403|404"):
                     bob.connect(cluster.name)
 
 
 def test_service_token(hub):
-    with connect(hub, hub.service_token) as svc:
+    with hub_client(hub, hub.service_token) as svc:
         assert svc.list_clusters() == []
         with svc.new_cluster() as cluster:
             (info,) = svc.list_clusters()
@@ -103,21 +95,21 @@ def test_token_without_the_access_scope_is_refused(hub):
     token = hub.token("alice", scopes=["read:users:name!user=alice"])["token"]
     assert status_of(hub, token) == (401, "jupyterhub")
     assert status_of(hub, hub.token("alice")["token"]) == (200, "")
-    with connect(hub, token) as gw:
+    with hub_client(hub, token) as gw:
         with pytest.raises(Exception):
             gw.list_clusters()
 
 
 def test_bad_token_is_refused(hub):
     assert status_of(hub, "not-a-token") == (401, "jupyterhub")  # the hub's 403, mapped to 401
-    with connect(hub, "not-a-token") as gw:
+    with hub_client(hub, "not-a-token") as gw:
         with pytest.raises(Exception):
             gw.list_clusters()
 
 
 def test_revoked_token_stops_within_the_cache_age(hub):
     t = hub.token("bob")
-    with connect(hub, t["token"]) as gw:
+    with hub_client(hub, t["token"]) as gw:
         assert gw.list_clusters() == []
         hub.revoke("bob", t["id"])
         time.sleep(2.5)  # cache_max_age: 2s
@@ -155,7 +147,7 @@ def test_dashboard_behind_the_hub_login(hub, tmp_path):
 
     from realtools import CHROMIUM_ARGS, tool
 
-    with connect(hub, hub.token("alice")["token"]) as gw, gw.new_cluster() as cluster:
+    with hub_client(hub, hub.token("alice")["token"]) as gw, gw.new_cluster() as cluster:
         url = f"{hub.url}{PREFIX}/clusters/{cluster.name}/status"
         assert cluster.dashboard_link == url
 

@@ -13,11 +13,11 @@ import urllib.request
 
 import pytest
 from dask_gateway import Gateway
-from dask_gateway.auth import JupyterHubAuth
 
 from conftest import Gateway as Daskgate
+from conftest import hub_client
 from conftest import wait_for
-from realtools import CHROMIUM_ARGS, HUB_VERSIONS, ROOT, JupyterHub, tool
+from realtools import CHROMIUM_ARGS, HUB_VERSIONS, JupyterHub, tool
 
 PREFIX = "/services/dask-gateway"
 GRACE = 3  # seconds: lifecycle.hub_server_grace
@@ -59,11 +59,6 @@ def hub(request, tmp_path_factory):
         hub.stop()
 
 
-def connect(hub, token):
-    return Gateway(f"{hub.url}{PREFIX}", proxy_address=f"gateway://127.0.0.1:{hub.gateway.port}",
-                   auth=JupyterHubAuth(api_token=token))
-
-
 def page_state(hub, token):
     """What the page's script sees, asked with a hub token."""
     req = urllib.request.Request(f"{hub.url}{PREFIX}/ui/api/state", headers={"Authorization": f"jupyterhub {token}"})
@@ -80,7 +75,7 @@ def test_cluster_stops_when_its_notebook_server_stops(hub):
     hub.add_user("carol")
     hub.start_server("carol")
     token = hub.token("carol")["token"]
-    with connect(hub, token) as gw:
+    with hub_client(hub, token) as gw:
         cluster = gw.new_cluster()
         name = cluster.name
         # While her server runs, the cluster lives well past the grace period.

@@ -145,10 +145,7 @@ func TestHotReloadKeepsLastGood(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Watch(ctx)
-	reason := func() string {
-		_, r, _ := e.Authorize(ctx, cluster.AuthzRequest{User: alice, Action: cluster.ActionList})
-		return r
-	}
+	reason := func() string { return listReason(ctx, e) }
 	waitFor := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -319,10 +316,7 @@ func TestHotReloadOfMountedConfigMap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Watch(ctx)
-	reason := func() string {
-		_, r, _ := e.Authorize(ctx, cluster.AuthzRequest{User: alice, Action: cluster.ActionList})
-		return r
-	}
+	reason := func() string { return listReason(ctx, e) }
 	if r := reason(); r != "v1" {
 		t.Fatalf("reason %q, want v1", r)
 	}
@@ -352,4 +346,11 @@ allow if input.action == "list"
 	if q, err := e.Quota(t.Context(), &cluster.User{Name: "root", Admin: true}, cluster.Usage{}); err != nil || q != nil {
 		t.Fatalf("admin quota = %v, %v", q, err)
 	}
+}
+
+// listReason is the reason the loaded policy gives alice for list (the
+// hot-reload tests' probe of which revision serves).
+func listReason(ctx context.Context, e *Engine) string {
+	_, r, _ := e.Authorize(ctx, cluster.AuthzRequest{User: alice, Action: cluster.ActionList})
+	return r
 }

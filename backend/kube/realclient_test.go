@@ -31,16 +31,7 @@ func TestRealClientOnKubernetes(t *testing.T) {
 	pods := &kubetest.PodRunner{Core: h.admin.Core, Namespace: h.ns, Venv: venv, Dir: t.TempDir(), Logf: t.Logf}
 	g := h.startGatewayWith(pods.Dial, true)
 	pods.APIURL = g.api.URL + "/api"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); pods.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		if err := pods.StopAll(); err != nil {
-			t.Error(err)
-		}
-	})
+	pods.Start(context.Background(), t)
 
 	script := `
 import os, time

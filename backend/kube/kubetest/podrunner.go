@@ -216,6 +216,21 @@ func (r *PodRunner) writeMap() error {
 	return os.Rename(tmp, r.MapFile)
 }
 
+// Start runs r until the test ends, then stops every process it started
+// (a process left behind fails the test).
+func (r *PodRunner) Start(ctx context.Context, t testing.TB) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if err := r.StopAll(); err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // StopAll kills every process and waits for each.
 func (r *PodRunner) StopAll() error {
 	r.mu.Lock()
