@@ -440,9 +440,17 @@ func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if c != nil {
-		if err := s.cfg.Backend.Stop(r.Context(), name, false, "stopped by request"); err != nil && !errors.Is(err, cluster.ErrNotFound) {
-			return err
-		}
+		return s.stop(w, r, name, "stopped by request")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// stop asks the backend to stop cluster name with reason and answers 204;
+// a cluster gone meanwhile is stopped as far as anyone can tell.
+func (s *Server) stop(w http.ResponseWriter, r *http.Request, name, reason string) error {
+	if err := s.cfg.Backend.Stop(r.Context(), name, false, reason); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
@@ -83,12 +82,7 @@ func (s *Server) uiStop(w http.ResponseWriter, r *http.Request, u *cluster.User)
 	if err != nil {
 		return err
 	}
-	err = s.cfg.Backend.Stop(r.Context(), c.Name, false, "stopped by "+u.Name+" from the web page")
-	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.stop(w, r, c.Name, "stopped by "+u.Name+" from the web page")
 }
 
 // uiCluster is a cluster as the page shows it.
